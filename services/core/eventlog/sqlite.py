@@ -1,0 +1,204 @@
+"""The embedded event log: one SQLite file (WAL), one partition per topic.
+
+Offsets are dense per topic (1, 2, 3, …), so a group's lag is ``last offset - committed``.
+Appends wake this process's subscriptions at once; appends from another process (the
+``dockyard sync`` command) are noticed through ``PRAGMA data_version`` at a slow interval.
+The SQLite log serves one process: a group has at most one subscription at a time here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.core.eventlog.ports import Delivered, Record
+from services.core.sqlite import Database, Synchronous
+
+__all__ = ["SqliteEventLog"]
+
+log = logging.getLogger("dockyard.eventlog")
+
+MIGRATIONS = (
+    """
+    CREATE TABLE records (
+        topic       TEXT    NOT NULL,
+        offset      INTEGER NOT NULL,
+        key         TEXT    NOT NULL,
+        value       BLOB    NOT NULL,
+        appended_at REAL    NOT NULL,
+        PRIMARY KEY (topic, offset)
+    ) WITHOUT ROWID;
+    CREATE TABLE group_offsets (
+        topic     TEXT    NOT NULL,
+        grp       TEXT    NOT NULL,
+        committed INTEGER NOT NULL,
+        PRIMARY KEY (topic, grp)
+    ) WITHOUT ROWID;
+    """,
+)
+
+# How often an idle subscription checks for appends made by another process.
+CROSS_PROCESS_CHECK_SECONDS = 1.0
+
+
+class SqliteEventLog:
+    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
+        self._db = Database(path, MIGRATIONS, synchronous=synchronous)
+        self._appended: dict[str, asyncio.Event] = {}
+        self._active_groups: set[tuple[str, str]] = set()
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def ping(self) -> None:
+        await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def append(self, topic: str, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            last = conn.execute(
+                "SELECT coalesce(max(offset), 0) FROM records WHERE topic = ?", (topic,)
+            ).fetchone()[0]
+            conn.executemany(
+                "INSERT INTO records (topic, offset, key, value, appended_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(topic, last + i, r.key, r.value, now) for i, r in enumerate(records, 1)],
+            )
+
+        await self._db.write(insert)
+        self._wake(topic)
+
+    async def subscribe(self, topic: str, group: str) -> SqliteSubscription:
+        if (topic, group) in self._active_groups:
+            raise RuntimeError(
+                f"group {group!r} already consumes {topic!r} in this process;"
+                " the SQLite event log serves one subscription per group"
+            )
+
+        def register(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT OR IGNORE INTO group_offsets (topic, grp, committed) VALUES (?, ?, ?)",
+                (topic, group, 0),
+            )
+            row = conn.execute(
+                "SELECT committed FROM group_offsets WHERE topic = ? AND grp = ?", (topic, group)
+            ).fetchone()
+            return int(row[0])
+
+        committed = await self._db.write(register)
+        self._active_groups.add((topic, group))
+        return SqliteSubscription(self, topic, group, committed)
+
+    async def prune(self, older_than_seconds: float) -> int:
+        """Delete records every known group has committed and older than the retention."""
+        cutoff = time.time() - older_than_seconds
+
+        def delete(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                """
+                DELETE FROM records
+                WHERE appended_at < ?
+                  AND offset <= (SELECT min(committed) FROM group_offsets g
+                                 WHERE g.topic = records.topic)
+                """,
+                (cutoff,),
+            )
+            return cursor.rowcount
+
+        removed = await self._db.write(delete)
+        if removed:
+            log.info("pruned consumed records", extra={"removed": removed})
+        return removed
+
+    def _wake(self, topic: str) -> None:
+        event = self._appended.get(topic)
+        if event is not None:
+            event.set()
+
+    def _appended_event(self, topic: str) -> asyncio.Event:
+        return self._appended.setdefault(topic, asyncio.Event())
+
+
+class SqliteSubscription:
+    def __init__(self, owner: SqliteEventLog, topic: str, group: str, committed: int) -> None:
+        self.topic = topic
+        self.group = group
+        self._owner = owner
+        self._db = owner._db  # noqa: SLF001 - the subscription is part of the adapter
+        self._position = committed  # last offset handed out
+        self._data_version = 0
+
+    async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivered]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        appended = self._owner._appended_event(self.topic)  # noqa: SLF001
+        look = True
+        while True:
+            if look:
+                appended.clear()
+                batch = await self._db.read(lambda conn: self._select(conn, max_records))
+                if batch:
+                    self._position = batch[-1].offset
+                    return batch
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            try:
+                await asyncio.wait_for(appended.wait(), min(remaining, CROSS_PROCESS_CHECK_SECONDS))
+                look = True
+            except TimeoutError:
+                look = await self._changed_elsewhere()
+
+    async def commit(self, records: Sequence[Delivered]) -> None:
+        if not records:
+            return
+        last = max(r.offset for r in records)
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE group_offsets SET committed = max(committed, ?)"
+                " WHERE topic = ? AND grp = ?",
+                (last, self.topic, self.group),
+            )
+        )
+
+    async def lag(self) -> int:
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                """
+                SELECT coalesce((SELECT max(offset) FROM records WHERE topic = ?), 0)
+                       - (SELECT committed FROM group_offsets WHERE topic = ? AND grp = ?)
+                """,
+                (self.topic, self.topic, self.group),
+            ).fetchone()
+            return max(0, int(row[0] or 0))
+
+        return await self._db.read(count)
+
+    async def close(self) -> None:
+        self._owner._active_groups.discard((self.topic, self.group))  # noqa: SLF001
+
+    def _select(self, conn: sqlite3.Connection, limit: int) -> list[Delivered]:
+        # The baseline for _changed_elsewhere: anything committed after this read changes it.
+        self._data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        rows = conn.execute(
+            "SELECT offset, key, value, appended_at FROM records"
+            " WHERE topic = ? AND offset > ? ORDER BY offset LIMIT ?",
+            (self.topic, self._position, limit),
+        ).fetchall()
+        return [Delivered(self.topic, 0, offset, key, value, at) for offset, key, value, at in rows]
+
+    async def _changed_elsewhere(self) -> bool:
+        version = await self._db.read(
+            lambda conn: int(conn.execute("PRAGMA data_version").fetchone()[0])
+        )
+        return version != self._data_version

@@ -1,0 +1,109 @@
+"""SQLite for asyncio: one writer thread, one reader thread, whole units of work per hop.
+
+Each store hands ``write``/``read`` a plain function over a ``sqlite3.Connection``; the function
+runs in that connection's own thread, so the event loop never blocks on disk and a unit of work
+(several statements and the commit) costs one thread hop. ``write`` wraps the function in
+``BEGIN IMMEDIATE … COMMIT`` and rolls back if it raises, so nothing half-written remains.
+WAL mode lets the reader see committed data while the writer works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, TypeVar
+
+__all__ = ["Database"]
+
+T = TypeVar("T")
+Synchronous = Literal["FULL", "NORMAL", "OFF"]
+
+
+class Database:
+    """A SQLite file with its schema migrations applied at open.
+
+    ``migrations`` is an ordered list of SQL scripts; ``PRAGMA user_version`` records how many
+    have run, so adding a script to the end upgrades existing files.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        migrations: Sequence[str],
+        *,
+        synchronous: Synchronous = "NORMAL",
+    ) -> None:
+        self.path = path
+        self._migrations = migrations
+        self._synchronous = synchronous
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-w-{path.name}")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-r-{path.name}")
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._writer_pool, self._connect_writer)
+        self._reader = await loop.run_in_executor(self._reader_pool, self._connect)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for pool, conn in ((self._writer_pool, self._writer), (self._reader_pool, self._reader)):
+            if conn is not None:
+                await loop.run_in_executor(pool, conn.close)
+            pool.shutdown(wait=True)
+        self._writer = self._reader = None
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one immediate transaction on the writer connection."""
+        conn = self._writer
+        if conn is None:
+            raise RuntimeError(f"{self.path} is not open")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer_pool, _in_transaction, conn, work
+        )
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the reader connection (sees every committed write)."""
+        conn = self._reader
+        if conn is None:
+            raise RuntimeError(f"{self.path} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, work, conn)
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode (isolation_level=None): transactions are explicit in _in_transaction.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode = WAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(self._migrations[version:], start=version + 1):
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return conn
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
