@@ -73,9 +73,14 @@ class Database:
             raise RuntimeError(f"{self.path} is not open")
         return await asyncio.get_running_loop().run_in_executor(self._reader_pool, work, conn)
 
+    async def ping(self) -> None:
+        """Raise if the file cannot be read."""
+        await self.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode (isolation_level=None): transactions are explicit in _in_transaction.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")

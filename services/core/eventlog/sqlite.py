@@ -58,7 +58,7 @@ class SqliteEventLog:
         await self._db.close()
 
     async def ping(self) -> None:
-        await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self._db.ping()
 
     async def append(self, topic: str, records: Sequence[Record]) -> None:
         if not records:

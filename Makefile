@@ -1,0 +1,50 @@
+# Dockyard: `make run` starts a registry with Dockyard in front of it; `make test` runs the suite.
+# Both install what they need on a fresh Debian machine (apt packages and a virtualenv).
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+DATA    ?= data
+
+
+RUN_DEBS  := docker-registry
+TEST_DEBS := docker-registry skopeo
+
+.PHONY: run test lint unit bench clean debs-run debs-test
+
+run: $(VENV)/.run debs-run
+	$(BIN)/dockyard up --data-dir $(DATA)
+
+test: $(VENV)/.test debs-test lint
+	$(BIN)/pytest
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: $(VENV)/.test
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/activity_feed.py
+	$(BIN)/python bench/push_to_visible.py
+
+# Debian packages: installed only when missing, so repeated runs cost nothing.
+debs-run:
+	@scripts/apt-ensure $(RUN_DEBS)
+debs-test:
+	@scripts/apt-ensure $(TEST_DEBS)
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/apt-ensure python3-venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.test: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,178 @@
+"""The ``dockyard`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from services.core.config import Config, ConfigError, load_config
+from services.core.eventlog.sqlite import SqliteEventLog
+from services.core.logs import configure_logging
+from services.core.registry import RegistryClient, RegistryError
+from services.ingest.adapters.sqlite import SqliteCatalogStore
+from services.ingest.app import CATALOG_DB
+from services.ingest.sync import sync_catalog
+from services.provision import CONFIG_FILE, InitError, initialise
+from services.server import SERVICES, build_app
+
+__all__ = ["main"]
+
+log = logging.getLogger("dockyard.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ConfigError, InitError) as exc:
+        print(f"dockyard: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's own error output
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dockyard", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create a data directory (config, keys, admin)")
+    _init_options(init)
+    init.add_argument("--force", action="store_true", help="overwrite an existing config")
+    init.set_defaults(run=_init)
+
+    serve = commands.add_parser("serve", help="run Dockyard's services")
+    serve.add_argument("--config", type=Path, required=True, help="path to dockyard.toml")
+    serve.add_argument("--service", choices=sorted(SERVICES), action="append",
+                       help="run only this service (repeatable); default: all")
+    serve.set_defaults(run=_serve)
+
+    up = commands.add_parser("up", help="init if needed, start the registry and serve")
+    _init_options(up)
+    up.set_defaults(run=_up)
+
+    sync = commands.add_parser("sync", help="reconcile the catalog with the registry now")
+    sync.add_argument("--config", type=Path, required=True, help="path to dockyard.toml")
+    sync.set_defaults(run=_sync)
+    return parser
+
+
+def _init_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--registry-url", default="http://127.0.0.1:5000")
+    parser.add_argument("--listen", default="127.0.0.1:5050", metavar="HOST:PORT")
+    parser.add_argument("--external-url", help="URL the registry uses to reach Dockyard")
+
+
+def _init(args: argparse.Namespace) -> int:
+    result = initialise(
+        args.data_dir,
+        registry_url=args.registry_url,
+        listen=args.listen,
+        external_url=args.external_url,
+        admin_password=os.environ.get("DOCKYARD_ADMIN_PASSWORD") or None,
+        force=args.force,
+    )
+    print(f"wrote {result.config_path}")  # noqa: T201
+    if result.admin_password:
+        print(f"admin password (shown once): {result.admin_password}")  # noqa: T201
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _run(config, args.service or list(SERVICES))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    config_path = args.data_dir / CONFIG_FILE
+    if not config_path.exists():
+        _init(args)
+    config = load_config(config_path)
+    binary = shutil.which(config.registry.binary)
+    if binary is None:
+        raise ConfigError(f"registry.binary: {config.registry.binary!r} not found on PATH "
+                          "(install the Debian package docker-registry)")
+    _run(config, list(SERVICES), registry_binary=binary)
+    return 0
+
+
+def _run(config: Config, services: list[str], registry_binary: str | None = None) -> None:
+    configure_logging(config.log.level, config.log.format)
+    app = build_app(config, services)
+    if registry_binary is not None:
+        app.cleanup_ctx.insert(0, _registry_process(registry_binary, config))
+    log.info("serving", extra={"listen": config.server.listen, "services": services})
+    web.run_app(app, host=config.server.host, port=config.server.port, print=None,
+                access_log=logging.getLogger("aiohttp.access"))
+
+
+def _registry_process(
+    binary: str, config: Config
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The registry as a child process that lives and dies with the application."""
+
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        process = await asyncio.create_subprocess_exec(
+            binary, "serve", str(config.path(config.registry.config))
+        )
+        log.info("registry started", extra={"pid": process.pid, "url": config.registry.url})
+
+        async def watch() -> None:
+            code = await process.wait()
+            log.error("registry exited; stopping", extra={"returncode": code})
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        watcher = asyncio.create_task(watch())
+        yield
+        watcher.cancel()
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    return context
+
+
+def _sync(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(config.log.level, "text")
+    return asyncio.run(_sync_once(config))
+
+
+async def _sync_once(config: Config) -> int:
+    event_log = SqliteEventLog(config.path(config.eventlog.path))
+    catalog = SqliteCatalogStore(config.path(CATALOG_DB))
+    await event_log.open()
+    await catalog.open()
+    try:
+        async with RegistryClient(config.registry.url, timeout=config.registry.timeout_seconds) \
+                as registry:
+            seen = 0
+
+            def progress(repository: str) -> None:
+                nonlocal seen
+                seen += 1
+                print(f"\r{seen} repositories read ({repository})", end="", file=sys.stderr)  # noqa: T201
+
+            report = await sync_catalog(registry, catalog, event_log, progress=progress)
+    except RegistryError as exc:
+        print(f"\ndockyard: registry at {config.registry.url}: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await catalog.close()
+        await event_log.close()
+    print(f"\n{report.repositories} repositories, {report.tags} tags;"  # noqa: T201
+          f" {report.events} change(s) appended for the consumers")
+    return 0

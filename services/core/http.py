@@ -1,0 +1,114 @@
+"""HTTP conventions shared by every service's API.
+
+Errors are ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx status; handlers
+raise ``ApiError`` and ``error_middleware`` renders it (and any unexpected exception as a 500
+without internals). Lists are ``{"items": [...], "next": cursor}`` with opaque cursors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "ApiError",
+    "decode_cursor",
+    "encode_cursor",
+    "error_middleware",
+    "error_response",
+    "json_response",
+    "page",
+    "query_limit",
+]
+
+log = logging.getLogger("dockyard.http")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class ApiError(Exception):
+    """An error the caller can act on: a stable ``code`` and a message saying what to do."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    response = json_response({"error": {"code": code, "message": message}}, status)
+    response.headers.update(headers or {})
+    return response
+
+
+def page(items: list[dict[str, Any]], next_cursor: str | None) -> web.Response:
+    return json_response({"items": items, "next": next_cursor})
+
+
+def encode_cursor(position: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """The position a cursor stands for; a 400 for anything this API did not hand out."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        position = None
+    if not isinstance(position, list) or len(position) != arity:
+        raise ApiError(
+            400, "invalid_cursor", "cursor is not one this API returned; drop it to start over"
+        )
+    return position
+
+
+def query_limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # noqa: PLR2004 - redirects and the like pass through
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        kept = {name: value for name, value in exc.headers.items()
+                if name.lower() not in {"content-type", "content-length"}}
+        return error_response(exc.status, code, exc.reason, kept)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return error_response(500, "internal_error", "internal error; the server log has details")

@@ -1,0 +1,252 @@
+"""Ingest's HTTP surface: the registry webhook, and the catalog and activity APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hmac
+import io
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from services.auth.api import require_admin
+from services.core.config import Config
+from services.core.eventlog import Record
+from services.core.http import ApiError, decode_cursor, encode_cursor, page, query_limit
+from services.core.reference import is_valid_repository
+from services.core.web import CONFIG, EVENT_LOG, METRICS
+from services.ingest.activity import ACTIVITY_TYPES
+from services.ingest.consumers import REGISTRY_EVENTS
+from services.ingest.models import Activity, ActivityFilter
+from services.ingest.notifications import NotificationError, parse_envelope
+from services.ingest.ports import ActivityStore, CatalogStore
+
+__all__ = ["ACTIVITY_STORE", "ACTIVITY_WAKEUP", "CATALOG_STORE", "routes"]
+
+log = logging.getLogger("dockyard.ingest")
+
+CATALOG_STORE = web.AppKey("ingest.catalog", CatalogStore)
+ACTIVITY_STORE = web.AppKey("ingest.activity", ActivityStore)
+# Set when new activity is recorded in this process; the live stream waits on it.
+ACTIVITY_WAKEUP = web.AppKey("ingest.activity_wakeup", asyncio.Condition)
+
+STREAM_KEEPALIVE_SECONDS = 15.0
+CSV_PAGE = 1000
+CSV_COLUMNS = ("id", "time", "type", "actor", "repository", "namespace", "tag", "digest",
+               "address", "user_agent", "synthetic")
+
+_T = TypeVar("_T")
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v2/webhooks/events")
+async def receive_events(request: web.Request) -> web.Response:
+    """Registry notifications in; 2xx only once every event is durably on the log."""
+    config: Config = request.app[CONFIG]
+    metrics = request.app[METRICS]
+    expected = f"Bearer {config.webhook.secret}".encode()
+    given = request.headers.get("Authorization", "").encode()
+    if not hmac.compare_digest(given, expected):
+        metrics.envelopes_rejected.labels("unauthorized").inc()
+        raise ApiError(401, "unauthorized", "missing or wrong webhook secret in Authorization")
+    limit = config.webhook.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        metrics.envelopes_rejected.labels("body_too_large").inc()
+        raise ApiError(413, "body_too_large", f"envelopes are limited to {limit} bytes")
+    body = await request.content.read(limit + 1)
+    try:
+        events = parse_envelope(body, request.headers.get("Content-Type"), max_body_bytes=limit)
+    except NotificationError as exc:
+        metrics.envelopes_rejected.labels(exc.code).inc()
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    metrics.events_received.inc(len(events))
+    received_at = datetime.now(UTC)
+    records = [Record(event.repository, event.to_log_value(received_at)) for event in events]
+    try:
+        await request.app[EVENT_LOG].append(REGISTRY_EVENTS, records)
+    except Exception:
+        log.exception("could not append events; the registry will retry")
+        raise ApiError(503, "log_unavailable", "the event log cannot take events now") from None
+    metrics.events_appended.inc(len(records))
+    return web.json_response({"accepted": len(records)})
+
+
+@routes.get("/api/v1/repositories")
+async def list_repositories(request: web.Request) -> web.Response:
+    await require_admin(request)
+    limit = query_limit(request)
+    after = _cursor_value(request, str)
+    namespace = request.query.get("namespace")
+    rows = await request.app[CATALOG_STORE].repositories(
+        namespace=namespace, after=after, limit=limit + 1
+    )
+    return _keyset_page(rows, limit, lambda row: [row["name"]])
+
+
+@routes.get("/api/v1/tags")
+async def list_tags(request: web.Request) -> web.Response:
+    await require_admin(request)
+    repository = request.query.get("repository", "")
+    if not is_valid_repository(repository):
+        raise ApiError(400, "invalid_repository",
+                       "give ?repository=NAME with a valid repository name, e.g. team/app")
+    limit = query_limit(request)
+    after = _cursor_value(request, str)
+    store = request.app[CATALOG_STORE]
+    rows = await store.tags(repository, after=after, limit=limit + 1)
+    if not rows and after is None and await store.repository(repository) is None:
+        raise ApiError(404, "repository_not_found", f"no repository named {repository!r}")
+    return _keyset_page(rows, limit, lambda row: [row["name"]])
+
+
+@routes.get("/api/v1/activities")
+async def list_activities(request: web.Request) -> web.StreamResponse:
+    await require_admin(request)
+    where = _activity_filter(request)
+    store = request.app[ACTIVITY_STORE]
+    if "text/csv" in request.headers.get("Accept", ""):
+        return await _activities_csv(request, store, where)
+    limit = query_limit(request)
+    before = None
+    if "cursor" in request.query:
+        time_us, seq = decode_cursor(request.query["cursor"], 2)
+        if not isinstance(time_us, int) or not isinstance(seq, int):
+            raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
+        before = (time_us, seq)
+    found = await store.search(where, before=before, limit=limit + 1)
+    items = [activity_json(activity) for _, activity in found[:limit]]
+    next_cursor = encode_cursor(list(found[limit - 1][0])) if len(found) > limit else None
+    return page(items, next_cursor)
+
+
+@routes.get("/api/v1/activities/stream")
+async def stream_activities(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each new activity as ``event: activity`` with its JSON."""
+    await require_admin(request)
+    where = _activity_filter(request)
+    store = request.app[ACTIVITY_STORE]
+    wakeup = request.app[ACTIVITY_WAKEUP]
+    last_id = request.headers.get("Last-Event-ID", "")
+    position = int(last_id) if last_id.isdigit() else await store.last_sequence()
+    async with sse_response(request, ping_interval=STREAM_KEEPALIVE_SECONDS) as stream:
+        while stream.is_connected():
+            for sequence, activity in await store.since(position, 100):
+                position = sequence
+                if _matches(activity, where):
+                    await stream.send(json.dumps(activity_json(activity)), id=str(sequence),
+                                      event="activity")
+            # On a timeout look again anyway: another process may have recorded activity.
+            async with wakeup:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), STREAM_KEEPALIVE_SECONDS)
+    return stream
+
+
+def activity_json(activity: Activity) -> dict[str, Any]:
+    return {
+        "id": activity.id,
+        "type": activity.type,
+        "actor": activity.actor,
+        "repository": activity.repository,
+        "namespace": activity.namespace,
+        "tag": activity.tag,
+        "digest": activity.digest,
+        "time": activity.time.isoformat().replace("+00:00", "Z"),
+        "address": activity.address,
+        "user_agent": activity.user_agent,
+        "synthetic": activity.synthetic,
+    }
+
+
+async def _activities_csv(
+    request: web.Request, store: ActivityStore, where: ActivityFilter
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/csv; charset=utf-8",
+                 "Content-Disposition": 'attachment; filename="activities.csv"'}
+    )
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    before = None
+    while True:
+        found = await store.search(where, before=before, limit=CSV_PAGE)
+        for _, activity in found:
+            row = activity_json(activity)
+            writer.writerow([_csv_safe(row[column]) for column in CSV_COLUMNS])
+        await response.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+        if len(found) < CSV_PAGE:
+            break
+        before = found[-1][0]
+    await response.write_eof()
+    return response
+
+
+def _csv_safe(value: object) -> str:
+    """Text a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
+
+
+def _activity_filter(request: web.Request) -> ActivityFilter:
+    query = request.query
+    types = tuple(t for value in query.getall("type", []) for t in value.split(",") if t)
+    unknown = sorted(set(types) - set(ACTIVITY_TYPES))
+    if unknown:
+        raise ApiError(400, "invalid_type",
+                       f"unknown activity type {unknown[0]!r}; known: {', '.join(ACTIVITY_TYPES)}")
+    return ActivityFilter(
+        repository=query.get("repository"),
+        namespace=query.get("namespace"),
+        actor=query.get("actor"),
+        types=types,
+        since=_time_param(request, "since"),
+        until=_time_param(request, "until"),
+    )
+
+
+def _time_param(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}",
+                       f"{name} must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _matches(activity: Activity, where: ActivityFilter) -> bool:
+    return (
+        (where.repository is None or activity.repository == where.repository)
+        and (where.namespace is None or activity.namespace == where.namespace)
+        and (where.actor is None or activity.actor == where.actor)
+        and (not where.types or activity.type in where.types)
+        and (where.since is None or activity.time >= where.since)
+        and (where.until is None or activity.time < where.until)
+    )
+
+
+def _cursor_value(request: web.Request, kind: type[_T]) -> _T | None:
+    if "cursor" not in request.query:
+        return None
+    (value,) = decode_cursor(request.query["cursor"], 1)
+    if not isinstance(value, kind):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
+    return value
+
+
+def _keyset_page(rows: list[dict[str, Any]], limit: int, key: Any) -> web.Response:
+    next_cursor = encode_cursor(key(rows[limit - 1])) if len(rows) > limit else None
+    return page(rows[:limit], next_cursor)

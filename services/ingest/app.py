@@ -1,0 +1,56 @@
+"""Plugs the ingest service into the application: stores, routes, consumers, sync."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from services.core.consume import Consumer
+from services.core.web import CONFIG, CONSUMERS, EVENT_LOG, HEALTH, REGISTRY, periodic
+from services.ingest.adapters.sqlite import SqliteActivityStore, SqliteCatalogStore
+from services.ingest.api import ACTIVITY_STORE, ACTIVITY_WAKEUP, CATALOG_STORE, routes
+from services.ingest.consumers import REGISTRY_EVENTS, ActivityConsumer, CatalogConsumer
+from services.ingest.models import Activity
+from services.ingest.sync import sync_catalog
+
+__all__ = ["ACTIVITY_DB", "CATALOG_DB", "setup"]
+
+CATALOG_DB = Path("catalog.db")
+ACTIVITY_DB = Path("activity.db")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
+    app.cleanup_ctx.append(_stores_ctx)
+
+
+async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    catalog = SqliteCatalogStore(config.path(CATALOG_DB))
+    activity = SqliteActivityStore(config.path(ACTIVITY_DB))
+    await catalog.open()
+    await activity.open()
+    app[CATALOG_STORE] = catalog
+    app[ACTIVITY_STORE] = activity
+    wakeup = asyncio.Condition()
+    app[ACTIVITY_WAKEUP] = wakeup
+
+    async def recorded(_: list[Activity]) -> None:
+        async with wakeup:
+            wakeup.notify_all()
+
+    app[CONSUMERS].extend([
+        Consumer(REGISTRY_EVENTS, CatalogConsumer.group, CatalogConsumer(catalog, app[REGISTRY])),
+        Consumer(REGISTRY_EVENTS, ActivityConsumer.group, ActivityConsumer(
+            activity, record_pulls=config.activity.record_pulls, on_recorded=recorded)),
+    ])
+    app[HEALTH].add("catalog-store", catalog.db.ping)
+    app[HEALTH].add("activity-store", activity.db.ping)
+    sync = lambda: sync_catalog(app[REGISTRY], catalog, app[EVENT_LOG])  # noqa: E731
+    async with periodic("sync", config.sync.interval_seconds, sync):
+        yield
+    await activity.close()
+    await catalog.close()

@@ -1,0 +1,96 @@
+"""Event handlers of the ingest service: thin, they parse, fetch and hand over to the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from services.core.eventlog import Delivered
+from services.core.registry import ManifestNotFound, RegistryClient
+from services.ingest.activity import activity_for
+from services.ingest.catalog import FetchedManifest, needs_manifest, plan
+from services.ingest.manifests import describe
+from services.ingest.models import Activity, Operation
+from services.ingest.notifications import RegistryEvent
+from services.ingest.ports import ActivityStore, CatalogStore
+
+__all__ = ["REGISTRY_EVENTS", "ActivityConsumer", "CatalogConsumer"]
+
+log = logging.getLogger("dockyard.ingest")
+
+REGISTRY_EVENTS = "registry-events"
+# Manifests fetched at once while applying a batch.
+FETCH_CONCURRENCY = 8
+
+
+def _events(batch: Sequence[Delivered]) -> list[RegistryEvent]:
+    return [RegistryEvent.from_log_value(record.value) for record in batch]
+
+
+class CatalogConsumer:
+    group = "catalog"
+
+    def __init__(self, store: CatalogStore, registry: RegistryClient) -> None:
+        self._store = store
+        self._registry = registry
+        self._fetching = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    async def __call__(self, batch: Sequence[Delivered]) -> None:
+        events = _events(batch)
+        fetched = await asyncio.gather(*(self._fetch(e) for e in events))
+        changes: list[tuple[str, Sequence[Operation]]] = [
+            (event.id, plan(event, manifest))
+            for event, manifest in zip(events, fetched, strict=True)
+        ]
+        await self._store.apply(changes)
+
+    async def _fetch(self, event: RegistryEvent) -> FetchedManifest | None:
+        if not needs_manifest(event) or event.digest is None:
+            return None
+        async with self._fetching:
+            try:
+                manifest = await self._registry.get_manifest(event.repository, event.digest)
+            except ManifestNotFound:
+                log.info("manifest gone before it was read",
+                         extra={"repository": event.repository, "digest": event.digest})
+                return None
+            info = describe(manifest.media_type, manifest.body)
+            sizes: dict[str, int | None] = {}
+            for platform in info.platforms:
+                sizes[platform.digest] = await self._child_size(event.repository, platform.digest)
+        return FetchedManifest(manifest.digest, info, sizes)
+
+    async def _child_size(self, repository: str, digest: str) -> int | None:
+        try:
+            child = await self._registry.get_manifest(repository, digest)
+        except ManifestNotFound:
+            return None
+        return describe(child.media_type, child.body).size
+
+
+class ActivityConsumer:
+    group = "activity"
+
+    def __init__(
+        self,
+        store: ActivityStore,
+        *,
+        record_pulls: bool,
+        on_recorded: Callable[[list[Activity]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._record_pulls = record_pulls
+        self._on_recorded = on_recorded
+
+    async def __call__(self, batch: Sequence[Delivered]) -> None:
+        entries = [
+            entry
+            for event in _events(batch)
+            if (entry := activity_for(event, record_pulls=self._record_pulls)) is not None
+        ]
+        if not entries:
+            return
+        new = await self._store.record(entries)
+        if new and self._on_recorded is not None:
+            await self._on_recorded(new)

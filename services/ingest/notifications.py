@@ -1,0 +1,319 @@
+"""Registry notifications, parsed and checked: no transport, no storage.
+
+Wire format: distribution docs/content/about/notifications.md and notifications/event.go. The
+registry POSTs ``{"events": [...]}``, several events per envelope from 2.8 (media type
+``…events.v1+json``), one from 3.x (``…events.v2+json``). An envelope is accepted whole or
+rejected whole: the registry retries a rejected envelope as it is, so accepting part of it
+would store that part twice. Rejecting has a price too: the registry sends an endpoint's events
+one at a time and retries forever, so a rejected envelope holds back every later one (the spec
+asks endpoints not to be picky). The checks are therefore the ones without which an event cannot
+be stored or acted on: types of known fields, and names, tags and digests the registry itself
+would accept.
+
+Event shapes worth knowing (notifications/bridge.go):
+
+- blob push / pull / mount: target is the blob's descriptor; the registry does not know blob
+  media types and sends ``application/octet-stream``; a mount adds ``fromRepository``.
+- manifest push / pull: a manifest media type, digest, size and, when done by tag, ``tag``.
+- delete by digest: ``{repository, digest}`` only, for a manifest *or* a blob: the event does
+  not say which. 2.8 follows a manifest delete with one ``{repository, tag}`` delete per tag.
+- repository delete: ``{repository}`` only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NoReturn
+
+from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
+
+from services.core.reference import is_valid_digest, is_valid_repository, is_valid_tag
+from services.core.schemas import predicate, validator
+
+__all__ = [
+    "ACCEPTED_MEDIA_TYPES",
+    "ENVELOPE_SCHEMA",
+    "EVENT_SCHEMA",
+    "MANIFEST_MEDIA_TYPES",
+    "Action",
+    "ErrorCode",
+    "NotificationError",
+    "RegistryEvent",
+    "parse_envelope",
+]
+
+ACCEPTED_MEDIA_TYPES = (
+    "application/vnd.docker.distribution.events.v1+json",
+    "application/vnd.docker.distribution.events.v2+json",
+    "application/json",
+)
+
+# Docker image manifest v2 schema 1 (signed and not), schema 2 and manifest list; OCI image
+# manifest and image index (distribution docs/content/spec/manifest-v2-*.md, OCI image-spec).
+MANIFEST_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    }
+)
+
+ENVELOPE_SCHEMA = "registry-notification.schema.json"
+EVENT_SCHEMA = "events/registry-event.schema.json"
+
+Action = Literal["push", "pull", "mount", "delete"]
+
+ErrorCode = Literal[
+    "unsupported_media_type",
+    "body_too_large",
+    "malformed_json",
+    "invalid_envelope",
+    "invalid_event",
+    "invalid_timestamp",
+    "invalid_repository",
+    "invalid_tag",
+    "invalid_digest",
+]
+
+_STATUS: dict[ErrorCode, int] = {
+    "unsupported_media_type": 415,
+    "body_too_large": 413,
+    "malformed_json": 400,
+    "invalid_envelope": 422,
+    "invalid_event": 422,
+    "invalid_timestamp": 422,
+    "invalid_repository": 422,
+    "invalid_tag": 422,
+    "invalid_digest": 422,
+}
+
+_MESSAGE_MAX = 200
+
+
+class NotificationError(Exception):
+    """A notification body (or a stored event) that cannot be accepted.
+
+    ``status`` is the HTTP status to answer the registry with, ``code`` a stable machine code,
+    and the message says what is wrong and where (``events[3].target.tag: …``).
+    ``invalid_event`` is the stored-event counterpart of ``invalid_envelope``.
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.status: int = _STATUS[code]
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryEvent:
+    """One registry event, typed. ``raw`` is the event as received, kept to be stored verbatim.
+
+    Optional strings the registry leaves out or sends empty (``actor.name`` of an anonymous
+    pull, an empty user agent) are ``None``. ``size`` falls back to the deprecated ``length``.
+    ``received_at`` is set on events read back from the event log, ``synthetic`` on events the
+    sync job made.
+    """
+
+    id: str
+    timestamp: datetime
+    action: Action
+    repository: str
+    media_type: str | None
+    digest: str | None
+    tag: str | None
+    size: int | None
+    from_repository: str | None
+    references: tuple[str, ...]
+    actor: str | None
+    request_addr: str | None
+    request_useragent: str | None
+    request_method: str | None
+    source_instance: str | None
+    raw: dict[str, Any] = field(hash=False, repr=False)
+    received_at: datetime | None = None
+    synthetic: bool = False
+
+    @property
+    def is_manifest(self) -> bool:
+        """The target is a Docker or OCI manifest, manifest list or image index."""
+        return self.media_type in MANIFEST_MEDIA_TYPES
+
+    @property
+    def is_blob(self) -> bool:
+        """The target is a layer, a config or another blob. Deletes carry no media type, so
+        a delete by digest is neither a manifest nor a blob here."""
+        return self.media_type is not None and self.media_type not in MANIFEST_MEDIA_TYPES
+
+    def to_log_value(self, received_at: datetime) -> bytes:
+        """The stored form: the raw event plus ``received_at`` (UTC), compact, keys sorted."""
+        if received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware")
+        stamp = received_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        value = {**self.raw, "received_at": stamp}
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+    @staticmethod
+    def from_log_value(value: bytes) -> RegistryEvent:
+        """Parse what ``to_log_value`` (or the sync job) stored; raises ``NotificationError``."""
+        stored = _load_json(value, "event")
+        _check_schema(EVENT_SCHEMA, stored, root="event", code="invalid_event")
+        raw = dict(stored)
+        received_at = raw.pop("received_at", None)
+        return _event(
+            raw,
+            where="",
+            received_at=None if received_at is None else _timestamp(received_at, "received_at"),
+        )
+
+
+def parse_envelope(
+    body: bytes, content_type: str | None, *, max_body_bytes: int
+) -> list[RegistryEvent]:
+    """Parse a notification request body into events, or raise ``NotificationError``.
+
+    Checks, in order: media type (parameters such as ``charset`` ignored), size, JSON, the
+    envelope schema, then what the schema leaves to code (timestamps, reference grammar).
+    """
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type not in ACCEPTED_MEDIA_TYPES:
+        given = f"Content-Type {content_type!r} is" if content_type else "Content-Type is missing,"
+        raise NotificationError(
+            "unsupported_media_type",
+            f"{given} not a registry notification; expected one of "
+            f"{', '.join(ACCEPTED_MEDIA_TYPES)}",
+        )
+    if len(body) > max_body_bytes:
+        raise NotificationError(
+            "body_too_large",
+            f"body is {len(body)} bytes, more than webhook.max_body_bytes ({max_body_bytes})",
+        )
+    envelope = _load_json(body, "body")
+    _check_schema(ENVELOPE_SCHEMA, envelope, root="body", code="invalid_envelope")
+    return [_event(raw, where=f"events[{index}]") for index, raw in enumerate(envelope["events"])]
+
+
+def _event(
+    raw: dict[str, Any], *, where: str, received_at: datetime | None = None
+) -> RegistryEvent:
+    """Build from a schema-valid event dict, checking what the schema leaves to code."""
+    target: dict[str, Any] = raw["target"]
+    at = f"{where}.target" if where else "target"
+    _check_reference(target, "repository", at)
+    _check_reference(target, "fromRepository", at)
+    _check_reference(target, "tag", at)
+    _check_reference(target, "digest", at)
+    references = target.get("references", ())
+    for index, descriptor in enumerate(references):
+        _check_reference(descriptor, "digest", f"{at}.references[{index}]")
+    size = target.get("size", target.get("length"))
+    request: dict[str, Any] = raw.get("request", {})
+    return RegistryEvent(
+        id=raw["id"],
+        timestamp=_timestamp(raw["timestamp"], f"{where}.timestamp" if where else "timestamp"),
+        action=raw["action"],
+        repository=target["repository"],
+        media_type=target.get("mediaType") or None,
+        digest=target.get("digest"),
+        tag=target.get("tag"),
+        size=None if size is None else int(size),
+        from_repository=target.get("fromRepository"),
+        references=tuple(descriptor["digest"] for descriptor in references),
+        actor=raw.get("actor", {}).get("name") or None,
+        request_addr=request.get("addr") or None,
+        request_useragent=request.get("useragent") or None,
+        request_method=request.get("method") or None,
+        source_instance=raw.get("source", {}).get("instanceID") or None,
+        raw=raw,
+        received_at=received_at,
+        synthetic=raw.get("synthetic", False),
+    )
+
+
+def _load_json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        raise NotificationError("malformed_json", f"{what} is not valid JSON: {error}") from None
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _check_schema(name: str, document: Any, *, root: str, code: ErrorCode) -> None:
+    if predicate(name)(document):
+        return
+    # The fast predicate only ever says "certainly valid"; jsonschema has the last word and
+    # the message. Sorting by instance path makes the reported error the same on every run.
+    errors = sorted(validator(name).iter_errors(document), key=_error_order)
+    if errors:
+        first = errors[0]
+        raise NotificationError(code, f"{_json_path(first, root)}: {_clip(first.message)}")
+
+
+def _error_order(error: ValidationError) -> tuple[tuple[tuple[int, int | str], ...], str]:
+    path = tuple(
+        (0, part) if isinstance(part, int) else (1, str(part)) for part in error.absolute_path
+    )
+    return path, error.message
+
+
+def _json_path(error: ValidationError, root: str) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or root
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MESSAGE_MAX else f"{text[: _MESSAGE_MAX - 1]}…"
+
+
+def _timestamp(value: str, where: str) -> datetime:
+    # The schema pattern has already required RFC 3339 shape with an offset; this catches
+    # values of the right shape that are not dates (month 13, hour 25). Go marshals
+    # nanoseconds, which Python truncates to microseconds.
+    try:
+        return datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise NotificationError(
+            "invalid_timestamp", f"{where}: {_clip(repr(value))} is not a valid RFC 3339 date-time"
+        ) from None
+
+
+_Grammar = tuple[Callable[[str], bool], ErrorCode, str]
+_REPOSITORY: _Grammar = (
+    is_valid_repository,
+    "invalid_repository",
+    (
+        "repository name: lowercase path components of [a-z0-9] with single '.', '_' or '__' "
+        "or runs of '-' inside, joined by '/', at most 255 characters"
+    ),
+)
+_GRAMMAR: dict[str, _Grammar] = {
+    "repository": _REPOSITORY,
+    "fromRepository": _REPOSITORY,
+    "tag": (is_valid_tag, "invalid_tag", "tag: [A-Za-z0-9_] then up to 127 of [A-Za-z0-9_.-]"),
+    "digest": (
+        is_valid_digest,
+        "invalid_digest",
+        "digest: sha256:<64 hex>, sha384:<96 hex> or sha512:<128 hex>, lowercase",
+    ),
+}
+
+
+def _check_reference(obj: dict[str, Any], key: str, where: str) -> None:
+    value = obj.get(key)
+    if value is not None:
+        valid, code, expected = _GRAMMAR[key]
+        if not valid(value):
+            raise NotificationError(
+                code, f"{where}.{key}: {_clip(repr(value))} is not a valid {expected}"
+            )

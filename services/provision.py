@@ -1,0 +1,128 @@
+"""``dockyard init``: a data directory with everything a registry and Dockyard need.
+
+Writes ``dockyard.toml`` (mode 0600: it holds the webhook secret), the token signing key and
+certificate, ``registry.yml`` for the stock registry, and the admin account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomli_w
+import yaml
+
+from services.auth.adapters.sqlite import SqliteUserStore
+from services.auth.app import AUTH_DB
+from services.auth.keys import write_signing_key
+from services.auth.models import User
+from services.auth.passwords import generate_password, hash_password
+from services.core.config import Config
+
+__all__ = ["ADMIN_USER", "InitError", "InitResult", "initialise"]
+
+ADMIN_USER = "admin"
+CONFIG_FILE = "dockyard.toml"
+REGISTRY_FILE = "registry.yml"
+
+
+class InitError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    config_path: Path
+    admin_password: str | None  # set when generated: shown once, stored nowhere
+
+
+def initialise(
+    data_dir: Path,
+    *,
+    registry_url: str = "http://127.0.0.1:5000",
+    listen: str = "127.0.0.1:5050",
+    external_url: str | None = None,
+    admin_password: str | None = None,
+    force: bool = False,
+) -> InitResult:
+    config_path = data_dir / CONFIG_FILE
+    if config_path.exists() and not force:
+        raise InitError(f"{config_path} exists; pass --force to overwrite it (keys, secret and "
+                        "admin password are made anew; images and history are kept)")
+    registry_address = _host_port(registry_url, "--registry-url")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "server": {"listen": listen, "external_url": external_url or f"http://{listen}"},
+        "registry": {"url": registry_url.rstrip("/"), "config": REGISTRY_FILE},
+        "webhook": {"secret": secrets.token_urlsafe(32)},
+    }
+    config = Config.from_mapping({**settings, "server": {**settings["server"],
+                                                          "data_dir": str(data_dir.resolve())}})
+    write_signing_key(config.path(config.auth.signing_key), config.path(config.auth.certificate),
+                      common_name=config.auth.issuer)
+    _write_private(config_path, tomli_w.dumps(settings))
+    _write_private(data_dir / REGISTRY_FILE, yaml.safe_dump(
+        registry_config(config, registry_address), sort_keys=False))
+    generated = admin_password is None
+    password = admin_password or generate_password()
+    asyncio.run(_create_admin(config.path(AUTH_DB), password))
+    return InitResult(config_path, password if generated else None)
+
+
+def registry_config(config: Config, address: str) -> dict[str, Any]:
+    """A registry 2.8 configuration (docs/configuration.md) that reports to this Dockyard."""
+    data_dir = config.server.data_dir
+    return {
+        "version": 0.1,
+        "log": {"level": "info", "fields": {"service": "registry"}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(data_dir / "registry")},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {
+            "addr": address,
+            "secret": secrets.token_urlsafe(32),
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+        },
+        "notifications": {
+            "events": {"includereferences": True},
+            "endpoints": [{
+                "name": "dockyard",
+                "url": config.server.external_url.rstrip("/") + "/v2/webhooks/events",
+                "headers": {"Authorization": [f"Bearer {config.webhook.secret}"]},
+                "timeout": "5s",
+                "threshold": 5,
+                "backoff": "1s",
+                # Blob events change nothing Dockyard keeps; not sending them halves the traffic.
+                "ignoredmediatypes": ["application/octet-stream"],
+            }],
+        },
+    }
+
+
+def _host_port(url: str, option: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.port is None:
+        raise InitError(f"{option} must look like http://HOST:PORT, not {url!r}")
+    return f"{parts.hostname}:{parts.port}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+async def _create_admin(path: Path, password: str) -> None:
+    store = SqliteUserStore(path)
+    await store.open()
+    try:
+        admin = User(ADMIN_USER, "admin@localhost", admin=True, enabled=True)
+        await store.create_user(admin, hash_password(password), replace=True)
+    finally:
+        await store.close()
