@@ -76,12 +76,20 @@ class RegistryProcess:
         auth: Mapping[str, Any] | None = None,
         storage: Path | None = None,
         binary: str = REGISTRY_BINARY,
+        config_file: Path | None = None,
     ) -> None:
+        """``config_file``: run with that file as it is (e.g. the one ``dockyard init`` wrote)."""
         self.workdir = workdir
+        self._config_file = config_file
         self.storage = storage if storage is not None else workdir / "storage"
         self.config_path = workdir / "registry.yml"
         self.log_path = workdir / "registry.log"
         self.port = free_port()
+        if config_file is not None:
+            given = yaml.safe_load(config_file.read_text())
+            self.port = int(given["http"]["addr"].rpartition(":")[2])
+            self.storage = Path(given["storage"]["filesystem"]["rootdirectory"])
+            self.config_path = config_file
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self._notifications = tuple(notifications)
@@ -115,7 +123,8 @@ class RegistryProcess:
             raise RuntimeError(f"registry at {self.url} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        if self._config_file is None:
+            self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [self._binary, "serve", str(self.config_path)],
