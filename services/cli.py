@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="init if needed, start the registry and serve")
     _init_options(up)
-    up.set_defaults(run=_up)
+    # up never overwrites: it runs init only when the data directory has no config yet.
+    up.set_defaults(run=_up, force=False)
 
     sync = commands.add_parser("sync", help="reconcile the catalog with the registry now")
     sync.add_argument("--config", type=Path, required=True, help="path to dockyard.toml")
@@ -111,8 +112,9 @@ def _run(config: Config, services: list[str], registry_binary: str | None = None
     if registry_binary is not None:
         app.cleanup_ctx.insert(0, _registry_process(registry_binary, config))
     log.info("serving", extra={"listen": config.server.listen, "services": services})
+    # handler_cancellation: a client that goes away (a closed live stream) frees its handler.
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
-                access_log=logging.getLogger("aiohttp.access"))
+                access_log=logging.getLogger("aiohttp.access"), handler_cancellation=True)
 
 
 def _registry_process(

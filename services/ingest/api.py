@@ -27,14 +27,15 @@ from services.ingest.models import Activity, ActivityFilter
 from services.ingest.notifications import NotificationError, parse_envelope
 from services.ingest.ports import ActivityStore, CatalogStore
 
-__all__ = ["ACTIVITY_STORE", "ACTIVITY_WAKEUP", "CATALOG_STORE", "routes"]
+__all__ = ["ACTIVITY_STORE", "ACTIVITY_WAKEUP", "CATALOG_STORE", "STREAMS_CLOSING", "routes"]
 
 log = logging.getLogger("dockyard.ingest")
 
 CATALOG_STORE = web.AppKey("ingest.catalog", CatalogStore)
 ACTIVITY_STORE = web.AppKey("ingest.activity", ActivityStore)
-# Set when new activity is recorded in this process; the live stream waits on it.
+# Notified when new activity is recorded in this process, and at shutdown; streams wait on it.
 ACTIVITY_WAKEUP = web.AppKey("ingest.activity_wakeup", asyncio.Condition)
+STREAMS_CLOSING = web.AppKey("ingest.streams_closing", asyncio.Event)
 
 STREAM_KEEPALIVE_SECONDS = 15.0
 CSV_PAGE = 1000
@@ -133,10 +134,11 @@ async def stream_activities(request: web.Request) -> web.StreamResponse:
     where = _activity_filter(request)
     store = request.app[ACTIVITY_STORE]
     wakeup = request.app[ACTIVITY_WAKEUP]
+    closing = request.app[STREAMS_CLOSING]
     last_id = request.headers.get("Last-Event-ID", "")
     position = int(last_id) if last_id.isdigit() else await store.last_sequence()
     async with sse_response(request, ping_interval=STREAM_KEEPALIVE_SECONDS) as stream:
-        while stream.is_connected():
+        while stream.is_connected() and not closing.is_set():
             for sequence, activity in await store.since(position, 100):
                 position = sequence
                 if _matches(activity, where):

@@ -11,7 +11,13 @@ from aiohttp import web
 from services.core.consume import Consumer
 from services.core.web import CONFIG, CONSUMERS, EVENT_LOG, HEALTH, REGISTRY, periodic
 from services.ingest.adapters.sqlite import SqliteActivityStore, SqliteCatalogStore
-from services.ingest.api import ACTIVITY_STORE, ACTIVITY_WAKEUP, CATALOG_STORE, routes
+from services.ingest.api import (
+    ACTIVITY_STORE,
+    ACTIVITY_WAKEUP,
+    CATALOG_STORE,
+    STREAMS_CLOSING,
+    routes,
+)
 from services.ingest.consumers import REGISTRY_EVENTS, ActivityConsumer, CatalogConsumer
 from services.ingest.models import Activity
 from services.ingest.sync import sync_catalog
@@ -25,6 +31,15 @@ ACTIVITY_DB = Path("activity.db")
 def setup(app: web.Application) -> None:
     app.router.add_routes(routes)
     app.cleanup_ctx.append(_stores_ctx)
+    app[STREAMS_CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_close_streams)
+
+
+async def _close_streams(app: web.Application) -> None:
+    """Live streams end at shutdown instead of holding it up until their next keep-alive."""
+    app[STREAMS_CLOSING].set()
+    async with app[ACTIVITY_WAKEUP]:
+        app[ACTIVITY_WAKEUP].notify_all()
 
 
 async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:

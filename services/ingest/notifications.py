@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn
 
-from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
+from fastjsonschema import JsonSchemaValueException
 
 from services.core.reference import is_valid_digest, is_valid_repository, is_valid_tag
-from services.core.schemas import predicate, validator
+from services.core.schemas import validator
 
 __all__ = [
     "ACCEPTED_MEDIA_TYPES",
@@ -248,28 +248,19 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def _check_schema(name: str, document: Any, *, root: str, code: ErrorCode) -> None:
-    if predicate(name)(document):
-        return
-    # The fast predicate only ever says "certainly valid"; jsonschema has the last word and
-    # the message. Sorting by instance path makes the reported error the same on every run.
-    errors = sorted(validator(name).iter_errors(document), key=_error_order)
-    if errors:
-        first = errors[0]
-        raise NotificationError(code, f"{_json_path(first, root)}: {_clip(first.message)}")
-
-
-def _error_order(error: ValidationError) -> tuple[tuple[tuple[int, int | str], ...], str]:
-    path = tuple(
-        (0, part) if isinstance(part, int) else (1, str(part)) for part in error.absolute_path
-    )
-    return path, error.message
-
-
-def _json_path(error: ValidationError, root: str) -> str:
-    path = ""
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    return path or root
+    # The validator stops at the first violation it meets, checking events in turn and each
+    # one in a fixed order, so the same body always gets the same message.
+    try:
+        validator(name)(document)
+    except JsonSchemaValueException as error:
+        # error.name is "data", "data.events" or "data.events[3].target.repository": our path
+        # form behind "data"; the message repeats it ("data.events must be array"). A scalar
+        # value is worth quoting ("'upload' must be one of […]"); an object or array is not.
+        where = (error.name or "data").removeprefix("data").removeprefix(".") or root
+        problem = _clip(error.message.removeprefix(error.name or "").strip())
+        if not isinstance(error.value, dict | list):
+            problem = f"{_clip(repr(error.value))} {problem}"
+        raise NotificationError(code, f"{where}: {problem}") from None
 
 
 def _clip(text: str) -> str:

@@ -14,7 +14,13 @@ import pytest
 
 from services.core.config import Config
 from tests.support.dockyard import Dockyard, initialised, running_dockyard
-from tests.support.images import build_oci_image, build_oci_index
+from tests.support.images import (
+    build_cosign_signature,
+    build_helm_chart,
+    build_oci_artifact,
+    build_oci_image,
+    build_oci_index,
+)
 from tests.support.registry import (
     RegistryProcess,
     free_port,
@@ -154,3 +160,33 @@ async def test_pulls_are_counted_per_tag(
     assert pulled["1"]["last_pulled_at"] is not None
     # Pulls are not activity unless [activity] record_pulls is on.
     assert [a["type"] for a in await activities(dockyard)] == ["tag.pushed"]
+
+
+@pytest.mark.registry
+async def test_artifact_types_and_what_refers_to_an_image(
+    dockyard: Dockyard, registry: RegistryProcess, tmp_path: Path
+) -> None:
+    layout = tmp_path / "layout"
+    image = build_oci_image(layout, "1.0", [{"app": b"app"}], salt="signed")
+    build_helm_chart(layout, "0.1.0", salt="chart")
+    build_cosign_signature(layout, image, salt="sig")
+    signature_tag = image.replace("sha256:", "sha256-") + ".sig"
+    sbom = build_oci_artifact(layout, "sbom", [("application/spdx+json", b"{}")],
+                              artifact_type="application/spdx+json", subject=image)
+
+    push(layout, "1.0", registry, "team/app:1.0")
+    push(layout, "0.1.0", registry, "charts/demo:0.1.0")
+    push(layout, signature_tag, registry, f"team/app:{signature_tag}")
+    push(layout, "sbom", registry, "team/app:sbom")
+
+    chart = await eventually(lambda: tags(dockyard, "charts/demo"), lambda t: "0.1.0" in t)
+    assert chart["0.1.0"]["kind"] == "helm_chart"
+    assert chart["0.1.0"]["artifact_type"] == "application/vnd.cncf.helm.config.v1+json"
+
+    app = await eventually(lambda: tags(dockyard, "team/app"),
+                           lambda t: {"1.0", "sbom", signature_tag} <= set(t))
+    assert app[signature_tag]["kind"] == "signature"
+    assert app["sbom"]["kind"] == "sbom"
+    assert app["sbom"]["subject"] == image
+    referrers = {(r["kind"], r["digest"]) for r in app["1.0"]["referrers"]}
+    assert referrers == {("signature", app[signature_tag]["digest"]), ("sbom", sbom)}

@@ -60,7 +60,7 @@ def initialised(data_dir: Path, registry_url: str, **overrides: str) -> Config:
 @asynccontextmanager
 async def running_dockyard(config: Config) -> AsyncIterator[Dockyard]:
     app = build_app(config)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()

@@ -1,0 +1,160 @@
+"""The catalog and activity APIs as a client sees them: auth, paging, CSV, the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.core.config import Config
+from tests.factories import event_dict
+from tests.support.dockyard import Dockyard, initialised, running_dockyard
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return initialised(tmp_path, "http://127.0.0.1:9")
+
+
+@pytest.fixture
+async def dockyard(config: Config) -> AsyncIterator[Dockyard]:
+    async with running_dockyard(config) as running:
+        yield running
+
+
+async def send(dockyard: Dockyard, *events: dict[str, Any]) -> None:
+    response = await dockyard.client.post("/v2/webhooks/events", json={"events": list(events)},
+                                          headers=dockyard.webhook_headers)
+    assert response.status_code == 200, response.text
+
+
+async def feed(dockyard: Dockyard, **params: Any) -> dict[str, Any]:
+    response = await dockyard.client.get("/api/v1/activities", params=params)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+@pytest.mark.parametrize("path", ["/api/v1/repositories", "/api/v1/tags?repository=a/b",
+                                  "/api/v1/activities", "/api/v1/activities/stream"])
+async def test_the_api_needs_admin_credentials(dockyard: Dockyard, path: str) -> None:
+    async with httpx.AsyncClient(base_url=dockyard.url) as anonymous:
+        response = await anonymous.get(path)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+        assert response.json()["error"]["code"] == "unauthorized"
+        wrong = await anonymous.get(path, auth=("admin", "wrong"))
+        assert wrong.status_code == 401
+
+
+async def test_the_feed_pages_through_everything_once(dockyard: Dockyard) -> None:
+    events = [event_dict("delete", f"team/r{i % 3}", tag=f"t{i}") for i in range(23)]
+    await send(dockyard, *events)
+    await eventually(lambda: feed(dockyard, limit=100), lambda f: len(f["items"]) == 23)
+
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 5}
+    while True:
+        page = await feed(dockyard, **params)
+        seen.extend(item["id"] for item in page["items"])
+        if page["next"] is None:
+            break
+        params["cursor"] = page["next"]
+    assert sorted(seen) == sorted(e["id"] for e in events)
+    assert len(seen) == len(set(seen))
+
+    only = await feed(dockyard, repository="team/r1", type="tag.deleted")
+    assert {item["repository"] for item in only["items"]} == {"team/r1"}
+    assert len(only["items"]) == 8
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"limit": "0"}, "invalid_limit"),
+        ({"limit": "many"}, "invalid_limit"),
+        ({"cursor": "not-a-cursor"}, "invalid_cursor"),
+        ({"type": "tag.exploded"}, "invalid_type"),
+        ({"since": "yesterday"}, "invalid_since"),
+    ],
+)
+async def test_bad_feed_parameters_are_named(
+    dockyard: Dockyard, params: dict[str, str], code: str
+) -> None:
+    response = await dockyard.client.get("/api/v1/activities", params=params)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+async def test_csv_export_has_every_matching_row_and_defuses_formulas(dockyard: Dockyard) -> None:
+    await send(dockyard, event_dict("delete", "team/app", tag="1"),
+               event_dict("delete", "team/app", tag="2", actor="=cmd|' /C calc'!A0"))
+    await eventually(lambda: feed(dockyard), lambda f: len(f["items"]) == 2)
+    response = await dockyard.client.get("/api/v1/activities", headers={"Accept": "text/csv"})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert {row["tag"] for row in rows} == {"1", "2"}
+    assert {row["actor"] for row in rows} == {"alice", "'=cmd|' /C calc'!A0"}
+
+
+async def test_the_stream_delivers_new_activity_live(dockyard: Dockyard) -> None:
+    received: list[dict[str, Any]] = []
+    connected = asyncio.Event()
+
+    async def listen() -> None:
+        async with dockyard.client.stream(
+            "GET", "/api/v1/activities/stream", params={"repository": "team/live"}
+        ) as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            connected.set()
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    received.append(json.loads(line.removeprefix("data:")))
+                    return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.wait_for(connected.wait(), 10)
+    await send(dockyard, event_dict("delete", "team/other", tag="x"),
+               event_dict("delete", "team/live", tag="y"))
+    await asyncio.wait_for(listener, 10)
+    assert [(a["repository"], a["tag"], a["type"]) for a in received] == [
+        ("team/live", "y", "tag.deleted")]
+
+
+async def test_tags_of_an_unknown_or_invalid_repository(dockyard: Dockyard) -> None:
+    missing = await dockyard.client.get("/api/v1/tags", params={"repository": "no/such"})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "repository_not_found"
+    invalid = await dockyard.client.get("/api/v1/tags", params={"repository": "No//Such"})
+    assert invalid.status_code == 400
+
+
+async def test_health_reports_each_dependency(dockyard: Dockyard) -> None:
+    response = await dockyard.client.get("/api/v1/health")
+    body = response.json()
+    # Nothing listens at the configured registry URL in this test.
+    assert response.status_code == 503
+    assert body["status"] == "degraded"
+    assert body["checks"]["registry"]["ok"] is False
+    assert body["checks"]["eventlog"] == {"ok": True}
+    assert body["checks"]["catalog-store"] == {"ok": True}
+
+
+async def test_metrics_show_consumer_lag_and_latency(dockyard: Dockyard) -> None:
+    await send(dockyard, event_dict("delete", "team/app", tag="1"))
+    await eventually(lambda: feed(dockyard), lambda f: len(f["items"]) == 1)
+
+    async def metrics() -> str:
+        return (await dockyard.client.get("/metrics")).text
+
+    text = await eventually(metrics, lambda t: 'dockyard_consumer_lag{group="activity"} 0.0' in t)
+    assert 'dockyard_consumer_handler_seconds_count{group="activity"}' in text
