@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.schemas import predicate, validator
 from services.ingest.notifications import (
-    ENVELOPE_SCHEMA,
-    EVENT_SCHEMA,
     NotificationError,
     RegistryEvent,
     parse_envelope,
@@ -214,25 +211,26 @@ BAD_ENVELOPES = [
     pytest.param(b'{"events": "\xff"}', V1, 400, "malformed_json", "utf-8", id="not UTF-8"),
     pytest.param(b"[" * 100_000, V1, 400, "malformed_json", "recursion", id="nested too deep"),
     # envelope
-    pytest.param(b"[]", V1, 422, "invalid_envelope", "body: [] is not of type 'object'",
+    pytest.param(b"[]", V1, 422, "invalid_envelope", "body: must be object",
                  id="not an object"),
-    pytest.param(b"{}", V1, 422, "invalid_envelope", "body: 'events' is a required property",
+    pytest.param(b"{}", V1, 422, "invalid_envelope", "body: must contain ['events'] properties",
                  id="no events"),
-    pytest.param(b'{"events": []}', V1, 422, "invalid_envelope", "events: [] should be non-empty",
-                 id="empty events"),
+    pytest.param(b'{"events": []}', V1, 422, "invalid_envelope",
+                 "events: must contain at least 1 items", id="empty events"),
     pytest.param(b'{"events": {}}', V1, 422, "invalid_envelope",
-                 "events: {} is not of type 'array'", id="events not a list"),
+                 "events: must be array", id="events not a list"),
     # required fields and types
     pytest.param(edited("events.0.id"), V1, 422, "invalid_envelope",
-                 "events[0]: 'id' is a required property", id="missing id"),
+                 "events[0]: must contain ['id'] properties", id="missing id"),
     pytest.param(edited("events.0.id", ""), V1, 422, "invalid_envelope",
-                 "events[0].id: '' should be non-empty", id="empty id"),
+                 "events[0].id: '' must be longer than or equal to 1", id="empty id"),
     pytest.param(edited("events.0.id", 42), V1, 422, "invalid_envelope",
-                 "events[0].id: 42 is not of type 'string'", id="id not a string"),
+                 "events[0].id: 42 must be string", id="id not a string"),
     pytest.param(edited("events.0.timestamp"), V1, 422, "invalid_envelope",
-                 "events[0]: 'timestamp' is a required property", id="missing timestamp"),
+                 "events[0]: must contain ['timestamp'] properties", id="missing timestamp"),
     pytest.param(edited("events.0.timestamp", "yesterday"), V1, 422, "invalid_envelope",
-                 "events[0].timestamp: 'yesterday' does not match", id="timestamp not RFC 3339"),
+                 "events[0].timestamp: 'yesterday' must match pattern",
+                 id="timestamp not RFC 3339"),
     pytest.param(edited("events.0.timestamp", "2024-05-14T09:31:02"), V1, 422,
                  "invalid_envelope", "events[0].timestamp:", id="timestamp without offset"),
     pytest.param(edited("events.0.timestamp", "2024-05-14 09:31:02Z"), V1, 422,
@@ -241,50 +239,50 @@ BAD_ENVELOPES = [
                  "invalid_timestamp", "events[0].timestamp: '2024-13-14T09:31:02Z' is not a valid",
                  id="month 13"),
     pytest.param(edited("events.0.action", "upload"), V1, 422, "invalid_envelope",
-                 "events[0].action: 'upload' is not one of", id="unknown action"),
+                 "events[0].action: 'upload' must be one of", id="unknown action"),
     pytest.param(edited("events.0.target"), V1, 422, "invalid_envelope",
-                 "events[0]: 'target' is a required property", id="missing target"),
+                 "events[0]: must contain ['target'] properties", id="missing target"),
     pytest.param(edited("events.0.target", "team/web"), V1, 422, "invalid_envelope",
-                 "events[0].target: 'team/web' is not of type 'object'", id="target not object"),
+                 "events[0].target: 'team/web' must be object", id="target not object"),
     pytest.param(edited("events.0.target.repository"), V1, 422, "invalid_envelope",
-                 "events[0].target: 'repository' is a required property", id="missing repository"),
+                 "events[0].target: must contain ['repository'] properties",
+                 id="missing repository"),
     pytest.param(edited("events.0.target.repository", 5), V1, 422, "invalid_envelope",
-                 "events[0].target.repository: 5 is not of type 'string'",
+                 "events[0].target.repository: 5 must be string",
                  id="repository not a string"),
     pytest.param(edited("events.0.target.size", -1), V1, 422, "invalid_envelope",
-                 "events[0].target.size: -1 is less than the minimum of 0", id="negative size"),
+                 "events[0].target.size: -1 must be bigger than or equal to 0", id="negative size"),
     pytest.param(edited("events.0.target.size", "1457"), V1, 422, "invalid_envelope",
-                 "events[0].target.size: '1457' is not of type 'integer'", id="size as string"),
+                 "events[0].target.size: '1457' must be integer", id="size as string"),
     pytest.param(edited("events.0.target.size", value=True), V1, 422, "invalid_envelope",
-                 "events[0].target.size: True is not of type 'integer'", id="size as boolean"),
+                 "events[0].target.size: True must be integer", id="size as boolean"),
     pytest.param(edited("events.0.target.length", 1.5), V1, 422, "invalid_envelope",
-                 "events[0].target.length: 1.5 is not of type 'integer'", id="fractional length"),
+                 "events[0].target.length: 1.5 must be integer", id="fractional length"),
     pytest.param(edited("events.0.target.tag", 7), V1, 422, "invalid_envelope",
-                 "events[0].target.tag: 7 is not of type 'string'", id="tag not a string"),
+                 "events[0].target.tag: 7 must be string", id="tag not a string"),
     pytest.param(edited("events.0.target.digest", "sha256 abc"), V1, 422, "invalid_envelope",
-                 "events[0].target.digest: 'sha256 abc' does not match", id="digest shape"),
+                 "events[0].target.digest: 'sha256 abc' must match pattern", id="digest shape"),
     pytest.param(edited("events.0.target.references", [{"mediaType": "x"}]), V1, 422,
-                 "invalid_envelope", "events[0].target.references[0]: 'digest' is a required",
+                 "invalid_envelope", "events[0].target.references[0]: must contain ['digest']",
                  id="reference without digest"),
     pytest.param(edited("events.0.target.annotations", {"a": 1}), V1, 422, "invalid_envelope",
-                 "events[0].target.annotations.a: 1 is not of type 'string'",
+                 "events[0].target.annotations.a: 1 must be string",
                  id="annotation not a string"),
     pytest.param(edited("events.0.request", "PUT"), V1, 422, "invalid_envelope",
-                 "events[0].request: 'PUT' is not of type 'object'", id="request not object"),
+                 "events[0].request: 'PUT' must be object", id="request not object"),
     pytest.param(edited("events.0.request.method", 1), V1, 422, "invalid_envelope",
-                 "events[0].request.method: 1 is not of type 'string'", id="method not a string"),
+                 "events[0].request.method: 1 must be string", id="method not a string"),
     pytest.param(edited("events.0.actor.name", 3), V1, 422, "invalid_envelope",
-                 "events[0].actor.name: 3 is not of type 'string'", id="actor name not a string"),
+                 "events[0].actor.name: 3 must be string", id="actor name not a string"),
     pytest.param(edited("events.0.source.instanceID", None), V1, 422, "invalid_envelope",
-                 "events[0].source.instanceID: None is not of type 'string'",
+                 "events[0].source.instanceID: None must be string",
                  id="instance id null"),
     pytest.param(edited("events.0.synthetic", value=True), V1, 422, "invalid_envelope",
-                 "events[0].synthetic: True should not be valid under {'description': 'set by "
-                 "Dockyard; a registry must not send it'}",
+                 "events[0].synthetic: True must not be there",
                  id="registry claims synthetic"),
     pytest.param(edited("events.0.received_at", "2024-05-14T09:31:02Z"), V1, 422,
                  "invalid_envelope",
-                 "events[0].received_at: '2024-05-14T09:31:02Z' should not be valid under",
+                 "events[0].received_at: '2024-05-14T09:31:02Z' must not be there",
                  id="registry sets received_at"),
     # reference grammar
     pytest.param(edited("events.0.target.repository", "Bad/Name"), V1, 422, "invalid_repository",
@@ -298,7 +296,7 @@ BAD_ENVELOPES = [
     pytest.param(edited("events.0.target.repository", "a" * 256), V1, 422, "invalid_repository",
                  "events[0].target.repository: 'aaaa", id="repository too long"),
     pytest.param(edited("events.0.target.repository", ""), V1, 422, "invalid_envelope",
-                 "events[0].target.repository: '' should be non-empty", id="empty repository"),
+                 "events[0].target.repository: '' must be longer than", id="empty repository"),
     pytest.param(edited("events.0.target.fromRepository", "Library/debian"), V1, 422,
                  "invalid_repository", "events[0].target.fromRepository: 'Library/debian'",
                  id="bad mount source"),
@@ -341,7 +339,7 @@ def test_first_error_by_path_is_reported():
     document["events"][0]["id"] = 1
     body = json.dumps(document).encode()
     for _ in range(3):
-        with pytest.raises(NotificationError, match=r"^events\[0\]\.id: 1 is not of type"):
+        with pytest.raises(NotificationError, match=r"^events\[0\]\.id: 1 must be string"):
             parse(body)
 
 
@@ -413,10 +411,10 @@ def stored(**changes: object) -> bytes:
     ("value", "code", "message"),
     [
         (b"\x00", "malformed_json", "event is not valid JSON"),
-        (b'"push"', "invalid_event", "event: 'push' is not of type 'object'"),
-        (stored(target=DELETE), "invalid_event", "event: 'target' is a required property"),
-        (stored(synthetic="yes"), "invalid_event", "synthetic: 'yes' is not of type 'boolean'"),
-        (stored(received_at="now"), "invalid_event", "received_at: 'now' does not match"),
+        (b'"push"', "invalid_event", "event: 'push' must be object"),
+        (stored(target=DELETE), "invalid_event", "event: must contain ['target'] properties"),
+        (stored(synthetic="yes"), "invalid_event", "synthetic: 'yes' must be boolean"),
+        (stored(received_at="now"), "invalid_event", "received_at: 'now' must match pattern"),
         (stored(received_at="2025-02-30T00:00:00Z"), "invalid_timestamp", "received_at: "),
         (stored(target={"repository": "UPPER"}), "invalid_repository", "target.repository: 'UP"),
         (stored(target={"repository": "a", "tag": "-x"}), "invalid_tag", "target.tag: '-x'"),
@@ -427,31 +425,3 @@ def test_bad_log_value(value, code, message):
         RegistryEvent.from_log_value(value)
     assert caught.value.code == code
     assert str(caught.value).startswith(message)
-
-
-# --- schemas -----------------------------------------------------------------------------------
-
-
-def test_schemas_compile_to_fast_predicates():
-    # A keyword the compiler does not know would silently fall back to jsonschema, ~15x slower.
-    for name in (ENVELOPE_SCHEMA, EVENT_SCHEMA):
-        assert getattr(predicate(name), "__self__", None) is not validator(name)
-
-
-def _documents() -> list[object]:
-    documents: list[object] = [json.loads(golden(name)) for name in GOLDEN]
-    for param in BAD_ENVELOPES:
-        try:
-            documents.append(json.loads(param.values[0]))
-        except (ValueError, RecursionError):
-            continue
-    return documents
-
-
-@pytest.mark.parametrize("document", _documents())
-def test_predicate_agrees_with_jsonschema(document):
-    for name, instance in [(ENVELOPE_SCHEMA, document), (EVENT_SCHEMA, document)]:
-        assert predicate(name)(instance) == validator(name).is_valid(instance)
-    if isinstance(document, dict) and isinstance(document.get("events"), list):
-        for event in document["events"]:
-            assert predicate(EVENT_SCHEMA)(event) == validator(EVENT_SCHEMA).is_valid(event)
