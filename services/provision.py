@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 import tomli_w
 import yaml
 
-from services.auth.adapters.sqlite import SqliteUserStore
-from services.auth.app import AUTH_DB
-from services.auth.keys import write_signing_key
+from services.auth.adapters.sqlite import SqliteAuthStore
+from services.auth.app import AUTH_DB, keyring
 from services.auth.models import User
 from services.auth.passwords import generate_password, hash_password
 from services.core.config import Config
@@ -54,7 +53,6 @@ def initialise(
         raise InitError(f"{config_path} exists; pass --force to overwrite it (keys, secret and "
                         "admin password are made anew; images and history are kept)")
     registry_address = _host_port(registry_url, "--registry-url")
-    data_dir.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {
         "server": {"listen": listen, "external_url": external_url or f"http://{listen}"},
         "registry": {"url": registry_url.rstrip("/"), "config": REGISTRY_FILE},
@@ -62,8 +60,8 @@ def initialise(
     }
     config = Config.from_mapping({**settings, "server": {**settings["server"],
                                                           "data_dir": str(data_dir.resolve())}})
-    write_signing_key(config.path(config.auth.signing_key), config.path(config.auth.certificate),
-                      common_name=config.auth.issuer)
+    data_dir.mkdir(parents=True, exist_ok=True)  # only once the options are known to be good
+    keyring(config).rotate(config.auth.algorithm, common_name=config.auth.issuer)
     _write_private(config_path, tomli_w.dumps(settings))
     _write_private(data_dir / REGISTRY_FILE, yaml.safe_dump(
         registry_config(config, registry_address), sort_keys=False))
@@ -89,6 +87,14 @@ def registry_config(config: Config, address: str) -> dict[str, Any]:
             "secret": secrets.token_urlsafe(32),
             "headers": {"X-Content-Type-Options": ["nosniff"]},
         },
+        # Token authentication (distribution docs/configuration.md#token): clients get tokens
+        # from this Dockyard, the registry verifies them with the certificates in the bundle.
+        "auth": {"token": {
+            "realm": config.server.external_url.rstrip("/") + "/v2/token",
+            "service": config.auth.service,
+            "issuer": config.auth.issuer,
+            "rootcertbundle": str(config.path(config.auth.certificate_bundle)),
+        }},
         "notifications": {
             "events": {"includereferences": True},
             "endpoints": [{
@@ -106,10 +112,16 @@ def registry_config(config: Config, address: str) -> dict[str, Any]:
 
 
 def _host_port(url: str, option: str) -> str:
+    """``HOST:PORT`` for the registry's ``http.addr`` (Go's net.Listen: IPv6 in brackets)."""
     parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.port is None:
+    try:
+        port = parts.port  # raises ValueError when not a number from 0 to 65535
+    except ValueError:
+        port = None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or not port:
         raise InitError(f"{option} must look like http://HOST:PORT, not {url!r}")
-    return f"{parts.hostname}:{parts.port}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -119,10 +131,14 @@ def _write_private(path: Path, text: str) -> None:
 
 
 async def _create_admin(path: Path, password: str) -> None:
-    store = SqliteUserStore(path)
+    store = SqliteAuthStore(path)
     await store.open()
     try:
-        admin = User(ADMIN_USER, "admin@localhost", admin=True, enabled=True)
-        await store.create_user(admin, hash_password(password), replace=True)
+        if await store.get_user(ADMIN_USER) is None:
+            admin = User(ADMIN_USER, "admin@localhost", admin=True, enabled=True)
+            await store.create_user(admin, hash_password(password))
+        else:
+            await store.update_user(ADMIN_USER, admin=True, enabled=True,
+                                    password_hash=hash_password(password))
     finally:
         await store.close()

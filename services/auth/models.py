@@ -1,15 +1,71 @@
-"""Identity records."""
+"""Identity records: accounts, teams, namespaces, application tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 
-__all__ = ["User"]
+from services.auth.policy import Role, Visibility
+
+__all__ = [
+    "AccountKind",
+    "AppToken",
+    "Member",
+    "Namespace",
+    "NamespaceKind",
+    "Team",
+    "User",
+]
+
+AccountKind = Literal["user", "bot"]
+NamespaceKind = Literal["global", "personal", "team"]
 
 
 @dataclass(frozen=True, slots=True)
 class User:
+    """A person or a bot. Bots have no password and no personal namespace."""
+
     name: str
     email: str
     admin: bool
     enabled: bool
+    kind: AccountKind = "user"
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    team: str
+    user: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """``name`` is "" for the global namespace (repositories without ``/``)."""
+
+    name: str
+    kind: NamespaceKind
+    visibility: Visibility
+    description: str
+    team: str | None = None  # owning team of a team namespace
+    owner: str | None = None  # user of a personal namespace
+
+
+@dataclass(frozen=True, slots=True)
+class AppToken:
+    id: str
+    user: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked: bool

@@ -1,4 +1,13 @@
-"""Authentication: who is calling."""
+"""Authentication: who is calling, from a password, an application token or nothing.
+
+Application tokens are high-entropy secrets (256 bits) with a recognisable prefix; only their
+SHA-256 is stored, which is enough for secrets that cannot be guessed, and makes checking one
+a single indexed read. Passwords are argon2id hashes; a successful verification is remembered
+for ``[auth] credential_cache_seconds`` under an HMAC of the credentials and the current hash
+(never the password), so the docker CLI's Basic credentials on every token request do not cost
+an argon2 verification each time. A password change changes the hash and so misses the cache;
+disabled and locked accounts are checked before the cache.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +17,49 @@ import binascii
 import hashlib
 import hmac
 import secrets
-import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from services.auth.models import User
 from services.auth.passwords import verify_password
-from services.auth.ports import UserStore
+from services.auth.policy import Credential, Principal
+from services.auth.ports import AuthStore
+from services.core.errors import Unauthorized
 
-__all__ = ["Authenticator", "parse_basic"]
+__all__ = [
+    "APP_TOKEN_PREFIX",
+    "Authenticator",
+    "LoginOutcome",
+    "LoginPolicy",
+    "new_secret",
+    "parse_basic",
+    "secret_hash",
+]
 
-# How long a verified password is remembered, so API clients that send Basic credentials on
-# every request do not pay an argon2 verification each time.
-CACHE_SECONDS = 60.0
+APP_TOKEN_PREFIX = "dyat_"  # noqa: S105 - a prefix that makes leaked tokens recognisable
 CACHE_ENTRIES = 10_000
+# last_used_at is written at most this often per token, not on every request.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Dockyard", charset="UTF-8"'}
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    max_failures: int = 10
+    lock_seconds: float = 600
+    cache_seconds: float = 60
+
+
+@dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    """A verification that really ran (cache misses), for the audit log."""
+
+    username: str
+    success: bool
+    reason: str
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -31,34 +71,130 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters in the header
         return None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else None
 
 
+def new_secret(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def secret_hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
 class Authenticator:
-    """Checks passwords off the event loop, remembering successes for a short while.
-
-    The cache holds an HMAC of the credentials under a per-process key, never the password.
-    """
-
-    def __init__(self, store: UserStore) -> None:
+    def __init__(
+        self,
+        store: AuthStore,
+        policy: LoginPolicy,
+        on_login: Callable[[LoginOutcome], Awaitable[None]] | None = None,
+    ) -> None:
         self._store = store
+        self._policy = policy
+        self._on_login = on_login
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, float] = {}
 
-    async def authenticate(self, username: str, password: str) -> User | None:
-        """The enabled user whose password this is, else None (same cost either way)."""
+    async def authenticate(self, username: str, secret: str) -> Principal:
+        """The principal these credentials prove, or Unauthorized saying what is wrong."""
+        if secret.startswith(APP_TOKEN_PREFIX):
+            return await self._by_app_token(username, secret)
+        return await self._by_password(username, secret)
+
+    async def from_header(self, header: str | None) -> Principal | None:
+        """The caller of an API request: Basic (password or token), Bearer (token), or None."""
+        if header and header[:7].lower() == "bearer ":
+            token = header[7:].strip()
+            found = await self._store.find_app_token(secret_hash(token))
+            if found is None:
+                raise Unauthorized("unauthorized", "unknown or revoked token", _CHALLENGE)
+            return await self._by_app_token(found.user, token)
+        credentials = parse_basic(header)
+        if credentials is None:
+            if header:
+                raise Unauthorized("unauthorized", "use HTTP Basic or a Bearer app token",
+                                   _CHALLENGE)
+            return None
+        return await self.authenticate(*credentials)
+
+    async def principal_of(self, name: str, credential: Credential) -> Principal:
+        """The principal of an account already proven (a refresh token); Unauthorized if it
+        is disabled or gone."""
+        found = await self._store.get_user(name)
+        if found is None or not found[0].enabled:
+            raise Unauthorized("unauthorized", "the account is disabled or gone")
+        return _principal(found[0], credential)
+
+    async def _by_app_token(self, username: str, token: str) -> Principal:
+        found = await self._store.find_app_token(secret_hash(token))
+        now = datetime.now(UTC)
+        if (found is None or found.revoked or found.user != username
+                or (found.expires_at is not None and found.expires_at <= now)):
+            await self._report(username, success=False, reason="bad application token")
+            raise Unauthorized("unauthorized", "wrong username or token (revoked or expired?)",
+                               _CHALLENGE)
+        account = await self._store.get_user(username)
+        if account is None or not account[0].enabled:
+            raise Unauthorized("account_disabled", f"the account {username!r} is disabled",
+                               _CHALLENGE)
+        if found.last_used_at is None or now - found.last_used_at > TOUCH_INTERVAL:
+            await self._store.touch_app_token(found.id, now)
+        return _principal(account[0], "app_token")
+
+    async def _by_password(self, username: str, password: str) -> Principal:
         found = await self._store.get_user(username)
         user, password_hash = found or (None, None)
+        now = datetime.now(UTC)
+        if user is not None and user.locked_until is not None and user.locked_until > now:
+            raise Unauthorized(
+                "account_locked",
+                f"too many failed logins; try again after {user.locked_until:%H:%M:%S} UTC",
+                _CHALLENGE,
+            )
+        if user is None:
+            # Unknown names still pay one verification: timing does not tell which exist.
+            await asyncio.to_thread(verify_password, None, password)
+            await self._failed(username, None)
         fingerprint = hmac.new(
             self._key, f"{username}\0{password}\0{password_hash}".encode(), hashlib.sha256
         ).digest()
-        if self._verified.get(fingerprint, 0.0) < time.monotonic():
+        loop = asyncio.get_running_loop()
+        if self._verified.get(fingerprint, 0.0) < loop.time():
             if not await asyncio.to_thread(verify_password, password_hash, password):
-                return None
+                await self._failed(username, user)
             if len(self._verified) >= CACHE_ENTRIES:
                 self._verified.clear()
-            self._verified[fingerprint] = time.monotonic() + CACHE_SECONDS
-        return user if user is not None and user.enabled else None
+            self._verified[fingerprint] = loop.time() + self._policy.cache_seconds
+            if user.failed_logins:
+                await self._store.record_login(username, success=True,
+                                               max_failures=self._policy.max_failures,
+                                               lock_until=now)
+            await self._report(username, success=True, reason="password")
+        if not user.enabled:
+            raise Unauthorized("account_disabled", f"the account {username!r} is disabled",
+                               _CHALLENGE)
+        return _principal(user, "password")
+
+    async def _failed(self, username: str, user: User | None) -> NoReturn:
+        reason = "wrong password" if user is not None else "unknown account"
+        if user is not None:
+            lock_until = datetime.now(UTC) + timedelta(seconds=self._policy.lock_seconds)
+            updated = await self._store.record_login(
+                username, success=False, max_failures=self._policy.max_failures,
+                lock_until=lock_until)
+            if updated is not None and updated.locked_until is not None:
+                reason += f"; locked after {updated.failed_logins} failures"
+        await self._report(username, success=False, reason=reason)
+        raise Unauthorized("unauthorized", "wrong username or password", _CHALLENGE)
+
+    async def _report(self, username: str, *, success: bool, reason: str) -> None:
+        if self._on_login is not None:
+            await self._on_login(LoginOutcome(username, success, reason))
+
+
+def _principal(user: User, credential: Credential) -> Principal:
+    return Principal(user.name, user.kind, admin=user.admin, enabled=user.enabled,
+                     credential=credential)

@@ -85,10 +85,32 @@ class SyncConfig(_Section):
 
 
 class AuthConfig(_Section):
-    signing_key: Path = Path("token.key")
-    certificate: Path = Path("token.crt")
+    # Token signing keys (keys/NNNN.key + .crt) and the bundle the registry trusts.
+    keys_dir: Path = Path("keys")
+    certificate_bundle: Path = Path("token-bundle.crt")
+    algorithm: Literal["ES256", "RS256"] = "ES256"
     issuer: str = "dockyard"
     service: str = "dockyard-registry"
+    token_ttl_seconds: int = Field(default=300, ge=60, le=86400)
+    anonymous_pull: bool = True
+    delete_contributors: bool = False
+    push_policy: Literal["allow-teams", "allow-personal", "admin-only"] = "allow-teams"
+    max_failed_logins: int = Field(default=10, ge=1)
+    lockout_seconds: float = Field(default=600, ge=0)
+    credential_cache_seconds: float = Field(default=60, ge=0)
+    # Token endpoint limits, per client address and per account name.
+    rate_per_ip_per_minute: int = Field(default=600, ge=1)
+    rate_per_user_per_minute: int = Field(default=300, ge=1)
+
+
+class PermissionsConfig(_Section):
+    """What non-admins may do, like Portus' ``user_permission.*`` switches."""
+
+    create_team: bool = True
+    manage_team: bool = True
+    create_namespace: bool = True
+    manage_namespace: bool = True
+    change_visibility: bool = True
 
 
 class LogConfig(_Section):
@@ -105,6 +127,7 @@ class Config(_Section):
     activity: ActivityConfig = ActivityConfig()
     sync: SyncConfig = SyncConfig()
     auth: AuthConfig = AuthConfig()
+    permissions: PermissionsConfig = PermissionsConfig()
     log: LogConfig = LogConfig()
 
     def path(self, relative: Path) -> Path:

@@ -11,10 +11,13 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from services.core.errors import DyError
 
 __all__ = [
     "ApiError",
@@ -31,19 +34,17 @@ log = logging.getLogger("dockyard.http")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+_LIMIT = re.compile(r"0*([1-9][0-9]{0,2})")  # 1 to 999 in ASCII digits; MAX_LIMIT checked after
 
 
-class ApiError(Exception):
-    """An error the caller can act on: a stable ``code`` and a message saying what to do."""
+class ApiError(DyError):
+    """An error with an explicit HTTP status, raised by request handlers."""
 
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(code, message, headers)
         self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -75,7 +76,7 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         position = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):  # "[[[[…"
         position = None
     if not isinstance(position, list) or len(position) != arity:
         raise ApiError(
@@ -88,9 +89,11 @@ def query_limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # Not str.isdigit(): it accepts "²", which int() refuses, and int() refuses 4300+ digits.
+    match = _LIMIT.fullmatch(raw)
+    if match is None or int(match[1]) > MAX_LIMIT:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return int(match[1])
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -100,7 +103,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
+    except DyError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:  # noqa: PLR2004 - redirects and the like pass through

@@ -22,15 +22,19 @@ import re
 __all__ = [
     "NAME_TOTAL_LENGTH_MAX",
     "is_valid_digest",
+    "is_valid_namespace",
     "is_valid_repository",
     "is_valid_tag",
     "namespace_of",
+    "repository_path",
 ]
 
 NAME_TOTAL_LENGTH_MAX = 255
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_SINGLE = re.compile(_COMPONENT)
+NAMESPACE_LENGTH_MAX = 64
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 
 # go-digest: "Note that /A-F/ disallowed." Algorithms it cannot compute are unsupported, and the
@@ -67,3 +71,20 @@ def namespace_of(repository: str) -> str:
     """
     namespace, sep, _ = repository.partition("/")
     return namespace if sep else ""
+
+
+def is_valid_namespace(name: str) -> bool:
+    """A namespace, account or team name: one lowercase path component, at most 64 chars."""
+    return len(name) <= NAMESPACE_LENGTH_MAX and _SINGLE.fullmatch(name) is not None
+
+
+def repository_path(name: str) -> str | None:
+    """The repository path of a scope name that may start with ``host[:port]/``; None if invalid.
+
+    As in distribution/reference normalize.go: the first component is a registry host when it
+    holds a ``.`` or a ``:`` or is ``localhost``.
+    """
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        name = rest
+    return name if is_valid_repository(name) else None

@@ -28,6 +28,7 @@ __all__ = [
     "HEALTH",
     "METRICS",
     "REGISTRY",
+    "SERVICE_TOKENS",
     "HealthChecks",
     "consumers_ctx",
     "periodic",
@@ -55,6 +56,9 @@ EVENT_LOG = web.AppKey("event_log", EventLog)
 REGISTRY = web.AppKey("registry", RegistryClient)
 HEALTH = web.AppKey("health", HealthChecks)
 CONSUMERS = web.AppKey("consumers", list[Consumer])
+# Tokens for Dockyard's own registry calls (scope → token), set by the auth service.
+ServiceTokens = Callable[[str], Awaitable[str]]
+SERVICE_TOKENS: web.AppKey[ServiceTokens] = web.AppKey("service_tokens")
 
 
 async def shared_resources_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -65,7 +69,12 @@ async def shared_resources_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await event_log.open()
     app[EVENT_LOG] = event_log
-    registry = RegistryClient(config.registry.url, timeout=config.registry.timeout_seconds)
+    async def service_token(scope: str) -> str | None:
+        issue = app.get(SERVICE_TOKENS)
+        return None if issue is None else await issue(scope)
+
+    registry = RegistryClient(config.registry.url, timeout=config.registry.timeout_seconds,
+                              token_provider=service_token)
     app[REGISTRY] = registry
     app[HEALTH].add("eventlog", event_log.ping)
     app[HEALTH].add("registry", _reachable(registry))

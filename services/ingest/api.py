@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from services.auth.api import require_admin
+from services.auth.access import require_admin
 from services.core.config import Config
 from services.core.eventlog import Record
 from services.core.http import ApiError, decode_cursor, encode_cursor, page, query_limit
@@ -43,6 +43,8 @@ CSV_COLUMNS = ("id", "time", "type", "actor", "repository", "namespace", "tag", 
                "address", "user_agent", "synthetic")
 
 _T = TypeVar("_T")
+# SQLite integers are 64-bit; a larger one in a forged cursor must be a 400, not an OverflowError.
+_SQLITE_INTEGER = range(-(2**63), 2**63)
 
 routes = web.RouteTableDef()
 
@@ -53,7 +55,8 @@ async def receive_events(request: web.Request) -> web.Response:
     config: Config = request.app[CONFIG]
     metrics = request.app[METRICS]
     expected = f"Bearer {config.webhook.secret}".encode()
-    given = request.headers.get("Authorization", "").encode()
+    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates; encode them back.
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     if not hmac.compare_digest(given, expected):
         metrics.envelopes_rejected.labels("unauthorized").inc()
         raise ApiError(401, "unauthorized", "missing or wrong webhook secret in Authorization")
@@ -118,7 +121,7 @@ async def list_activities(request: web.Request) -> web.StreamResponse:
     before = None
     if "cursor" in request.query:
         time_us, seq = decode_cursor(request.query["cursor"], 2)
-        if not isinstance(time_us, int) or not isinstance(seq, int):
+        if not all(isinstance(n, int) and n in _SQLITE_INTEGER for n in (time_us, seq)):
             raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
         before = (time_us, seq)
     found = await store.search(where, before=before, limit=limit + 1)

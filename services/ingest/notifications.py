@@ -271,12 +271,16 @@ def _timestamp(value: str, where: str) -> datetime:
     # The schema pattern has already required RFC 3339 shape with an offset; this catches
     # values of the right shape that are not dates (month 13, hour 25). Go marshals
     # nanoseconds, which Python truncates to microseconds.
+    # Also refused: times whose UTC form leaves datetime's range (9999-12-31T23:59-23:00), which
+    # could not be read back from a store.
     try:
-        return datetime.fromisoformat(value.upper())
-    except ValueError:
+        moment = datetime.fromisoformat(value.upper())
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise NotificationError(
             "invalid_timestamp", f"{where}: {_clip(repr(value))} is not a valid RFC 3339 date-time"
         ) from None
+    return moment
 
 
 _Grammar = tuple[Callable[[str], bool], ErrorCode, str]

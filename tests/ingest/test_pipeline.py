@@ -6,6 +6,8 @@ to this Dockyard exactly as they would in production.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from services.core.config import Config
-from tests.support.dockyard import Dockyard, initialised, running_dockyard
+from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
 from tests.support.images import (
     build_cosign_signature,
     build_helm_chart,
@@ -33,6 +35,7 @@ from tests.support.waiting import eventually
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+ADMIN = f"admin:{ADMIN_PASSWORD}"
 
 
 @pytest.fixture
@@ -68,8 +71,12 @@ async def activities(dockyard: Dockyard, **filters: str) -> list[dict[str, Any]]
     return list(reversed(response.json()["items"]))  # oldest first reads like a story
 
 
-def push(layout: Path, tag: str, registry: RegistryProcess, ref: str, **options: Any) -> str:
-    return skopeo_copy(f"oci:{layout}:{tag}", f"docker://{registry.host}/{ref}", **options)
+async def push(layout: Path, tag: str, registry: RegistryProcess, ref: str, **options: Any) -> str:
+    # skopeo runs in a thread: the Dockyard under test shares this event loop and must answer
+    # the registry's token requests while skopeo waits.
+    return await asyncio.to_thread(
+        skopeo_copy, f"oci:{layout}:{tag}", f"docker://{registry.host}/{ref}", creds=ADMIN,
+        **options)
 
 
 @pytest.mark.registry
@@ -80,7 +87,7 @@ async def test_push_retag_move_and_delete_show_exactly_what_happened(
     first = build_oci_image(layout, "one", [{"etc/os-release": b"ID=debian\n"}], salt="one")
     second = build_oci_image(layout, "two", [{"etc/os-release": b"ID=alpine\n"}], salt="two")
 
-    assert push(layout, "one", registry, "team/app:1.0") == first
+    assert await push(layout, "one", registry, "team/app:1.0") == first
     pushed = await eventually(lambda: tags(dockyard, "team/app"), lambda t: "1.0" in t,
                               what="team/app:1.0 in the tags API")
     tag = pushed["1.0"]
@@ -90,18 +97,20 @@ async def test_push_retag_move_and_delete_show_exactly_what_happened(
     assert tag["pull_count"] == 0
 
     # Retag by copying registry to registry: same digest under a second name.
-    skopeo_copy(f"docker://{registry.host}/team/app:1.0", f"docker://{registry.host}/team/app:stable")
+    await asyncio.to_thread(skopeo_copy, f"docker://{registry.host}/team/app:1.0",
+                            f"docker://{registry.host}/team/app:stable", creds=ADMIN)
     both = await eventually(lambda: tags(dockyard, "team/app"), lambda t: "stable" in t)
     assert both["stable"]["digest"] == first
 
     # Move 1.0 to another image.
-    push(layout, "two", registry, "team/app:1.0")
+    await push(layout, "two", registry, "team/app:1.0")
     moved = await eventually(lambda: tags(dockyard, "team/app"),
                              lambda t: t["1.0"]["digest"] == second)
     assert moved["stable"]["digest"] == first
 
     # Delete by digest: the manifest goes with every tag on it (here: stable).
-    skopeo_delete(f"docker://{registry.host}/team/app:stable")
+    await asyncio.to_thread(skopeo_delete, f"docker://{registry.host}/team/app:stable",
+                            creds=ADMIN)
     remaining = await eventually(lambda: tags(dockyard, "team/app"),
                                  lambda t: "stable" not in t)
     assert set(remaining) == {"1.0"}
@@ -126,8 +135,8 @@ async def test_docker_v2_image_and_multi_arch_index(
     build_oci_image(layout, "plain", [{"bin/app": b"\x7fELF"}], salt="v2s2")
     build_oci_index(layout, "multi", salt="multi")
 
-    push(layout, "plain", registry, "team/legacy:1", format="v2s2")
-    index = push(layout, "multi", registry, "team/multi:latest", all=True)
+    await push(layout, "plain", registry, "team/legacy:1", format="v2s2")
+    index = await push(layout, "multi", registry, "team/multi:latest", all=True)
 
     legacy = await eventually(lambda: tags(dockyard, "team/legacy"), lambda t: "1" in t)
     assert legacy["1"]["media_type"] == DOCKER_MANIFEST
@@ -151,10 +160,11 @@ async def test_pulls_are_counted_per_tag(
 ) -> None:
     layout = tmp_path / "layout"
     build_oci_image(layout, "x", [{"a": b"a"}], salt="pull")
-    push(layout, "x", registry, "team/pulled:1")
+    await push(layout, "x", registry, "team/pulled:1")
     await eventually(lambda: tags(dockyard, "team/pulled"), lambda t: "1" in t)
 
-    skopeo_copy(f"docker://{registry.host}/team/pulled:1", f"oci:{tmp_path / 'out'}:1")
+    await asyncio.to_thread(skopeo_copy, f"docker://{registry.host}/team/pulled:1",
+                            f"oci:{tmp_path / 'out'}:1", creds=ADMIN)
     pulled = await eventually(lambda: tags(dockyard, "team/pulled"),
                               lambda t: t["1"]["pull_count"] == 1)
     assert pulled["1"]["last_pulled_at"] is not None
@@ -174,10 +184,10 @@ async def test_artifact_types_and_what_refers_to_an_image(
     sbom = build_oci_artifact(layout, "sbom", [("application/spdx+json", b"{}")],
                               artifact_type="application/spdx+json", subject=image)
 
-    push(layout, "1.0", registry, "team/app:1.0")
-    push(layout, "0.1.0", registry, "charts/demo:0.1.0")
-    push(layout, signature_tag, registry, f"team/app:{signature_tag}")
-    push(layout, "sbom", registry, "team/app:sbom")
+    await push(layout, "1.0", registry, "team/app:1.0")
+    await push(layout, "0.1.0", registry, "charts/demo:0.1.0")
+    await push(layout, signature_tag, registry, f"team/app:{signature_tag}")
+    await push(layout, "sbom", registry, "team/app:sbom")
 
     chart = await eventually(lambda: tags(dockyard, "charts/demo"), lambda t: "0.1.0" in t)
     assert chart["0.1.0"]["kind"] == "helm_chart"

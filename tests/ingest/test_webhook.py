@@ -91,6 +91,9 @@ BAD = [
     ("bad repository name", {}, json.dumps({"events": [{
         "id": "x", "timestamp": "2024-01-01T00:00:00Z", "action": "delete",
         "target": {"repository": "Team/App"}}]}).encode(), 422, "invalid_repository"),
+    ("time beyond year 9999 in UTC", {}, json.dumps({"events": [{
+        "id": "x", "timestamp": "9999-12-31T23:59:59-23:00", "action": "delete",
+        "target": {"repository": "a/b"}}]}).encode(), 422, "invalid_timestamp"),
     ("oversized body", {}, b'{"events": [' + b" " * 5000 + b"]}", 413, "body_too_large"),
 ]
 

@@ -4,28 +4,109 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from services.auth.models import User
+from services.auth.models import AppToken, Member, Namespace, Team, User
+from services.auth.policy import Role, Visibility
+from services.auth.ports import NamespaceRecord
+from services.core.errors import Conflict, NotFound
 from services.core.sqlite import Database
 
-__all__ = ["SqliteUserStore"]
+__all__ = ["SqliteAuthStore"]
 
 MIGRATIONS = (
     """
     CREATE TABLE users (
         name          TEXT PRIMARY KEY,
         email         TEXT NOT NULL,
+        kind          TEXT NOT NULL CHECK (kind IN ('user', 'bot')),
         password_hash TEXT,
         admin         INTEGER NOT NULL,
         enabled       INTEGER NOT NULL,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  REAL,
         created_at    REAL NOT NULL
     );
+    CREATE TABLE teams (
+        name        TEXT PRIMARY KEY,
+        description TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE members (
+        team TEXT NOT NULL REFERENCES teams (name) ON DELETE CASCADE,
+        user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'contributor', 'owner')),
+        PRIMARY KEY (team, user)
+    );
+    CREATE INDEX members_user ON members (user, team);
+    CREATE TABLE namespaces (
+        name        TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL CHECK (kind IN ('global', 'personal', 'team')),
+        visibility  TEXT NOT NULL CHECK (visibility IN ('private', 'protected', 'public')),
+        description TEXT NOT NULL,
+        team        TEXT REFERENCES teams (name),
+        owner       TEXT REFERENCES users (name) ON DELETE CASCADE,
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX namespaces_team ON namespaces (team);
+    INSERT INTO namespaces (name, kind, visibility, description, created_at)
+    VALUES ('', 'global', 'protected', 'Repositories whose names have no namespace', 0);
+    CREATE TABLE app_tokens (
+        id           TEXT PRIMARY KEY,
+        secret_hash  BLOB NOT NULL UNIQUE,
+        user         TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        label        TEXT NOT NULL,
+        created_at   REAL NOT NULL,
+        expires_at   REAL,
+        last_used_at REAL,
+        revoked_at   REAL
+    );
+    -- A label names one live token of a user; revoked ones keep their label for the record.
+    CREATE UNIQUE INDEX app_tokens_label ON app_tokens (user, label) WHERE revoked_at IS NULL;
+    CREATE TABLE refresh_tokens (
+        secret_hash BLOB PRIMARY KEY,
+        user        TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        client_id   TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        revoked_at  REAL
+    );
+    CREATE INDEX refresh_tokens_user ON refresh_tokens (user);
     """,
 )
 
+_USER_COLUMNS = "name, email, admin, enabled, kind, failed_logins, locked_until"
+_NAMESPACE_COLUMNS = "n.name, n.kind, n.visibility, n.description, n.team, n.owner"
+_TOKEN_COLUMNS = "id, user, label, created_at, expires_at, last_used_at, revoked_at"  # noqa: S105
 
-class SqliteUserStore:
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(row["name"], row["email"], bool(row["admin"]), bool(row["enabled"]), row["kind"],
+                row["failed_logins"], _ts(row["locked_until"]))
+
+
+def _namespace(row: sqlite3.Row) -> Namespace:
+    return Namespace(row["name"], row["kind"], row["visibility"], row["description"],
+                     row["team"], row["owner"])
+
+
+def _token(row: sqlite3.Row) -> AppToken:
+    return AppToken(row["id"], row["user"], row["label"],
+                    datetime.fromtimestamp(row["created_at"], UTC), _ts(row["expires_at"]),
+                    _ts(row["last_used_at"]), row["revoked_at"] is not None)
+
+
+class SqliteAuthStore:
     def __init__(self, path: Path) -> None:
         self.db = Database(path, MIGRATIONS)
 
@@ -35,27 +116,286 @@ class SqliteUserStore:
     async def close(self) -> None:
         await self.db.close()
 
-    async def create_user(
-        self, user: User, password_hash: str | None, *, replace: bool = False
-    ) -> None:
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
+    # accounts ------------------------------------------------------------------------------
 
+    async def create_user(self, user: User, password_hash: str | None) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"{verb} INTO users (name, email, password_hash, admin, enabled, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (user.name, user.email, password_hash, user.admin, user.enabled, time.time()),
-            )
+            if conn.execute("SELECT 1 FROM namespaces WHERE name = ?", (user.name,)).fetchone():
+                raise Conflict("name_taken", f"a namespace is already called {user.name!r}")
+            try:
+                conn.execute(
+                    f"INSERT INTO users ({_USER_COLUMNS}, password_hash, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?)",
+                    (user.name, user.email, user.admin, user.enabled, user.kind, password_hash,
+                     time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("name_taken", f"an account is already called {user.name!r}") \
+                    from None
+            if user.kind == "user":
+                conn.execute(
+                    "INSERT INTO namespaces (name, kind, visibility, description, owner,"
+                    " created_at) VALUES (?, 'personal', 'private', '', ?, ?)",
+                    (user.name, user.name, time.time()),
+                )
 
         await self.db.write(insert)
 
     async def get_user(self, name: str) -> tuple[User, str | None] | None:
-        row = await self.db.read(
-            lambda conn: conn.execute(
-                "SELECT name, email, admin, enabled, password_hash FROM users WHERE name = ?",
-                (name,),
-            ).fetchone()
-        )
-        if row is None:
-            return None
-        return User(row[0], row[1], bool(row[2]), bool(row[3])), row[4]
+        row = await self.db.read(lambda conn: conn.execute(
+            f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE name = ?", (name,)
+        ).fetchone())
+        return None if row is None else (_user(row), row["password_hash"])
+
+    async def list_users(self, *, after: str | None, limit: int) -> list[User]:
+        rows = await self.db.read(lambda conn: conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE name > ? ORDER BY name LIMIT ?",
+            (after or "", limit),
+        ).fetchall())
+        return [_user(row) for row in rows]
+
+    async def update_user(
+        self,
+        name: str,
+        *,
+        email: str | None = None,
+        admin: bool | None = None,
+        enabled: bool | None = None,
+        password_hash: str | None = None,
+    ) -> User:
+        changes = {k: v for k, v in (("email", email), ("admin", admin), ("enabled", enabled),
+                                     ("password_hash", password_hash)) if v is not None}
+
+        def update(conn: sqlite3.Connection) -> User:
+            if changes:
+                assignments = ", ".join(f"{column} = ?" for column in changes)
+                conn.execute(f"UPDATE users SET {assignments} WHERE name = ?",
+                             (*changes.values(), name))
+            row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",
+                               (name,)).fetchone()
+            if row is None:
+                raise NotFound("user_not_found", f"no account named {name!r}")
+            return _user(row)
+
+        return await self.db.write(update)
+
+    async def record_login(
+        self, name: str, *, success: bool, max_failures: int, lock_until: datetime
+    ) -> User | None:
+        def update(conn: sqlite3.Connection) -> User | None:
+            if success:
+                conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL"
+                             " WHERE name = ? AND failed_logins > 0", (name,))
+            else:
+                conn.execute(
+                    """
+                    UPDATE users SET failed_logins = failed_logins + 1,
+                        locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END
+                    WHERE name = ?
+                    """,
+                    (max_failures, lock_until.timestamp(), name),
+                )
+            row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",
+                               (name,)).fetchone()
+            return None if row is None else _user(row)
+
+        return await self.db.write(update)
+
+    # teams ---------------------------------------------------------------------------------
+
+    async def create_team(self, team: Team, owner: str) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            _require_user(conn, owner)
+            try:
+                conn.execute("INSERT INTO teams (name, description, created_at) VALUES (?, ?, ?)",
+                             (team.name, team.description, time.time()))
+            except sqlite3.IntegrityError:
+                raise Conflict("team_exists", f"a team is already called {team.name!r}") \
+                    from None
+            conn.execute("INSERT INTO members (team, user, role) VALUES (?, ?, 'owner')",
+                         (team.name, owner))
+
+        await self.db.write(insert)
+
+    async def get_team(self, name: str) -> Team | None:
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT name, description FROM teams WHERE name = ?", (name,)).fetchone())
+        return None if row is None else Team(row["name"], row["description"])
+
+    async def list_teams(self, *, member: str | None) -> list[Team]:
+        def query(conn: sqlite3.Connection) -> list[Any]:
+            if member is None:
+                return conn.execute("SELECT name, description FROM teams ORDER BY name").fetchall()
+            return conn.execute(
+                "SELECT t.name, t.description FROM teams t JOIN members m ON m.team = t.name"
+                " WHERE m.user = ? ORDER BY t.name", (member,)).fetchall()
+
+        return [Team(row["name"], row["description"]) for row in await self.db.read(query)]
+
+    async def members(self, team: str) -> list[Member]:
+        rows = await self.db.read(lambda conn: conn.execute(
+            "SELECT team, user, role FROM members WHERE team = ? ORDER BY user", (team,)
+        ).fetchall())
+        return [Member(row["team"], row["user"], row["role"]) for row in rows]
+
+    async def set_member(self, team: str, user: str, role: Role) -> Role | None:
+        def upsert(conn: sqlite3.Connection) -> Role | None:
+            _require_team(conn, team)
+            _require_user(conn, user)
+            before = conn.execute("SELECT role FROM members WHERE team = ? AND user = ?",
+                                  (team, user)).fetchone()
+            conn.execute(
+                "INSERT INTO members (team, user, role) VALUES (?, ?, ?)"
+                " ON CONFLICT (team, user) DO UPDATE SET role = excluded.role",
+                (team, user, role),
+            )
+            return None if before is None else before["role"]
+
+        return await self.db.write(upsert)
+
+    async def remove_member(self, team: str, user: str) -> Role | None:
+        def delete(conn: sqlite3.Connection) -> Role | None:
+            _require_team(conn, team)
+            row = conn.execute("DELETE FROM members WHERE team = ? AND user = ? RETURNING role",
+                               (team, user)).fetchone()
+            return None if row is None else row["role"]
+
+        return await self.db.write(delete)
+
+    async def roles_of(self, user: str) -> dict[str, Role]:
+        rows = await self.db.read(lambda conn: conn.execute(
+            "SELECT team, role FROM members WHERE user = ?", (user,)).fetchall())
+        return {row["team"]: row["role"] for row in rows}
+
+    # namespaces ----------------------------------------------------------------------------
+
+    async def create_namespace(self, namespace: Namespace) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            if namespace.team is not None:
+                _require_team(conn, namespace.team)
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (namespace.name,)).fetchone():
+                raise Conflict("name_taken", f"an account is already called {namespace.name!r}")
+            try:
+                conn.execute(
+                    "INSERT INTO namespaces (name, kind, visibility, description, team, owner,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (namespace.name, namespace.kind, namespace.visibility, namespace.description,
+                     namespace.team, namespace.owner, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("namespace_exists",
+                               f"a namespace is already called {namespace.name!r}") from None
+
+        await self.db.write(insert)
+
+    async def update_namespace(
+        self,
+        name: str,
+        *,
+        visibility: Visibility | None = None,
+        description: str | None = None,
+        team: str | None = None,
+    ) -> Namespace:
+        changes = {k: v for k, v in (("visibility", visibility), ("description", description),
+                                     ("team", team)) if v is not None}
+
+        def update(conn: sqlite3.Connection) -> Namespace:
+            if team is not None:
+                _require_team(conn, team)
+            if changes:
+                assignments = ", ".join(f"{column} = ?" for column in changes)
+                conn.execute(f"UPDATE namespaces SET {assignments} WHERE name = ?",
+                             (*changes.values(), name))
+            row = conn.execute(f"SELECT {_NAMESPACE_COLUMNS} FROM namespaces n WHERE name = ?",
+                               (name,)).fetchone()
+            if row is None:
+                raise NotFound("namespace_not_found", f"no namespace named {name!r}")
+            return _namespace(row)
+
+        return await self.db.write(update)
+
+    async def namespaces(
+        self, account: str | None, names: Sequence[str] | None = None
+    ) -> list[NamespaceRecord]:
+        sql = (f"SELECT {_NAMESPACE_COLUMNS}, m.role FROM namespaces n"
+               " LEFT JOIN members m ON m.team = n.team AND m.user = ?")
+        args: list[Any] = [account or ""]
+        if names is not None:
+            sql += f" WHERE n.name IN ({','.join('?' * len(names))})"
+            args.extend(names)
+        rows = await self.db.read(lambda conn: conn.execute(sql + " ORDER BY n.name",
+                                                            args).fetchall())
+        return [(_namespace(row), row["role"]) for row in rows]
+
+    # tokens --------------------------------------------------------------------------------
+
+    async def create_app_token(self, token: AppToken, secret_hash: bytes) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            _require_user(conn, token.user)
+            try:
+                conn.execute(
+                    "INSERT INTO app_tokens (id, secret_hash, user, label, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (token.id, secret_hash, token.user, token.label, token.created_at.timestamp(),
+                     _epoch(token.expires_at)),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("token_exists", f"{token.user} already has a token labelled "
+                               f"{token.label!r}; revoke it or choose another label") from None
+
+        await self.db.write(insert)
+
+    async def find_app_token(self, secret_hash: bytes) -> AppToken | None:
+        row = await self.db.read(lambda conn: conn.execute(
+            f"SELECT {_TOKEN_COLUMNS} FROM app_tokens WHERE secret_hash = ?", (secret_hash,)
+        ).fetchone())
+        return None if row is None else _token(row)
+
+    async def touch_app_token(self, token_id: str, at: datetime) -> None:
+        await self.db.write(lambda conn: conn.execute(
+            "UPDATE app_tokens SET last_used_at = ? WHERE id = ?", (at.timestamp(), token_id)))
+
+    async def list_app_tokens(self, user: str) -> list[AppToken]:
+        rows = await self.db.read(lambda conn: conn.execute(
+            f"SELECT {_TOKEN_COLUMNS} FROM app_tokens WHERE user = ? ORDER BY created_at",
+            (user,)).fetchall())
+        return [_token(row) for row in rows]
+
+    async def revoke_app_token(self, user: str, label: str) -> AppToken | None:
+        def revoke(conn: sqlite3.Connection) -> AppToken | None:
+            row = conn.execute(
+                f"UPDATE app_tokens SET revoked_at = ? WHERE user = ? AND label = ?"
+                f" AND revoked_at IS NULL RETURNING {_TOKEN_COLUMNS}",
+                (time.time(), user, label)).fetchone()
+            return None if row is None else _token(row)
+
+        return await self.db.write(revoke)
+
+    async def create_refresh_token(
+        self, secret_hash: bytes, user: str, client_id: str, at: datetime
+    ) -> None:
+        await self.db.write(lambda conn: conn.execute(
+            "INSERT INTO refresh_tokens (secret_hash, user, client_id, created_at)"
+            " VALUES (?, ?, ?, ?)", (secret_hash, user, client_id, at.timestamp())))
+
+    async def find_refresh_token(self, secret_hash: bytes) -> str | None:
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT user FROM refresh_tokens WHERE secret_hash = ? AND revoked_at IS NULL",
+            (secret_hash,)).fetchone())
+        return None if row is None else str(row["user"])
+
+    async def revoke_refresh_tokens(self, user: str) -> int:
+        cursor = await self.db.write(lambda conn: conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL",
+            (time.time(), user)))
+        return cursor.rowcount
+
+
+def _require_user(conn: sqlite3.Connection, name: str) -> None:
+    if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None:
+        raise NotFound("user_not_found", f"no account named {name!r}")
+
+
+def _require_team(conn: sqlite3.Connection, name: str) -> None:
+    if conn.execute("SELECT 1 FROM teams WHERE name = ?", (name,)).fetchone() is None:
+        raise NotFound("team_not_found", f"no team named {name!r}")

@@ -1,0 +1,97 @@
+"""The registry's token authority: scopes asked + who asks → a signed token granting the rest.
+
+Partial authorization is not an error (distribution docs/spec/auth/token.md): each scope gets
+the intersection of the actions asked and the actions allowed, possibly none, in which case the
+scope is left out of the token and the registry answers the client with its own 401/403.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.auth.keys import SigningKey
+from services.auth.models import Namespace
+from services.auth.policy import (
+    Access,
+    Policy,
+    Principal,
+    Role,
+    catalog_allowed,
+    grant,
+    repository_actions,
+)
+from services.auth.ports import AuthStore
+from services.auth.scopes import Scope, parse_scopes
+from services.auth.tokens import Grant, IssuedToken, issue_token
+from services.core.reference import namespace_of, repository_path
+
+__all__ = ["SERVICE_PRINCIPAL", "TokenAuthority", "TokenSettings"]
+
+# Dockyard's own identity (catalog consumer, sync, scanner). Its name cannot be an account's.
+SERVICE_PRINCIPAL = Principal("dockyard:internal", "service", credential="internal")
+# Internal tokens live briefly: they are asked for per registry challenge and cached by the client.
+SERVICE_TOKEN_TTL = 120
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    issuer: str
+    service: str
+    ttl: int
+    policy: Policy
+
+
+class TokenAuthority:
+    def __init__(self, store: AuthStore, key: SigningKey, settings: TokenSettings) -> None:
+        self.store = store
+        self._key = key
+        self.settings = settings
+
+    async def grants(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
+        """What ``principal`` gets of each scope asked; scopes granted nothing are left out."""
+        paths = {s: repository_path(s.name) for s in scopes if s.type == "repository"}
+        wanted = sorted({namespace_of(p) for p in paths.values() if p is not None})
+        records = await self.store.namespaces(principal.name, wanted) if wanted else []
+        access = {namespace.name: _access(namespace, role) for namespace, role in records}
+        granted = []
+        for scope in scopes:
+            allowed: frozenset[str] = frozenset()
+            if scope.type == "repository" and (path := paths[scope]) is not None:
+                namespace_access = access.get(namespace_of(path), Access(exists=False))
+                allowed = repository_actions(principal, namespace_access, self.settings.policy)
+            elif scope.type == "registry" and scope.name == "catalog":
+                allowed = frozenset({"*"}) if catalog_allowed(principal) else frozenset()
+            actions = grant(scope.actions, allowed)
+            if actions:
+                granted.append(Grant(scope.type, scope.name, actions))
+        return granted
+
+    async def issue(self, principal: Principal, scopes: Sequence[Scope]) -> IssuedToken:
+        return self.sign(principal, await self.grants(principal, scopes))
+
+    async def service_token(self, scope: str) -> str:
+        """A short-lived token for Dockyard's own registry calls, with the least access asked
+        for: pull on a repository, or the catalog (for sync)."""
+        principal = SERVICE_PRINCIPAL
+        grants = await self.grants(principal, parse_scopes([scope]))
+        return self.sign(principal, grants, SERVICE_TOKEN_TTL).token
+
+    def sign(
+        self, principal: Principal, grants: list[Grant], ttl: int | None = None
+    ) -> IssuedToken:
+        return issue_token(
+            self._key,
+            issuer=self.settings.issuer,
+            audience=self.settings.service,
+            subject=principal.name or "",
+            grants=grants,
+            ttl=ttl or self.settings.ttl,
+            now=int(time.time()),
+        )
+
+
+def _access(namespace: Namespace, role: Role | None) -> Access:
+    return Access(exists=True, kind=namespace.kind, visibility=namespace.visibility,
+                  owner=namespace.owner, role=role)

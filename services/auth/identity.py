@@ -1,0 +1,314 @@
+"""Managing accounts, teams, namespaces, tokens and bots, with Portus' rights.
+
+Admins may do everything. Otherwise: a team's owners manage its members and its namespaces
+(each right can be limited to admins by ``[permissions]``, like Portus' ``user_permission.*``);
+users manage their own password, tokens and personal namespace. Every change is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.auth.audit import Audit
+from services.auth.models import AppToken, Member, Namespace, Team, User
+from services.auth.passwords import hash_password
+from services.auth.policy import Principal, Role, Visibility
+from services.auth.ports import AuthStore
+from services.auth.service import APP_TOKEN_PREFIX, new_secret, secret_hash
+from services.core.errors import Conflict, Forbidden, Invalid, NotFound
+from services.core.reference import is_valid_namespace
+
+__all__ = ["IdentityService", "Permissions"]
+
+ROLES: tuple[Role, ...] = ("viewer", "contributor", "owner")
+VISIBILITIES: tuple[Visibility, ...] = ("private", "protected", "public")
+MIN_PASSWORD = 8
+MAX_LABEL = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """What non-admins may do (Portus' ``user_permission`` switches); all on by default."""
+
+    create_team: bool = True
+    manage_team: bool = True
+    create_namespace: bool = True
+    manage_namespace: bool = True
+    change_visibility: bool = True
+
+
+class IdentityService:
+    def __init__(self, store: AuthStore, audit: Audit, permissions: Permissions) -> None:
+        self.store = store
+        self._audit = audit
+        self._permissions = permissions
+
+    # accounts ------------------------------------------------------------------------------
+
+    async def create_user(
+        self, actor: Principal, name: str, *, email: str, password: str, admin: bool = False
+    ) -> User:
+        _require_admin(actor)
+        _check_name(name, "user")
+        _check_password(password)
+        user = User(name, email or f"{name}@localhost", admin=admin, enabled=True)
+        await self.store.create_user(user, hash_password(password))
+        await self._audit.record("user.create", actor.name, subject=name, namespace=name,
+                                 details={"admin": admin})
+        return user
+
+    async def create_bot(self, actor: Principal, name: str, *, team: str, role: Role) -> User:
+        _check_name(name, "bot")
+        _check_role(role)
+        await self._require_team_manager(actor, team)
+        bot = User(name, f"{name}@bots.local", admin=False, enabled=True, kind="bot")
+        await self.store.create_user(bot, None)
+        await self.store.set_member(team, name, role)
+        await self._audit.record("bot.create", actor.name, subject=name, team=team,
+                                 details={"role": role})
+        return bot
+
+    async def set_enabled(self, actor: Principal, name: str, *, enabled: bool) -> User:
+        _require_admin(actor)
+        if not enabled and name == actor.name:
+            raise Forbidden("self_disable", "you cannot disable your own account")
+        user = await self.store.update_user(name, enabled=enabled)
+        if not enabled:
+            await self.store.revoke_refresh_tokens(name)
+        await self._audit.record("user.enable" if enabled else "user.disable", actor.name,
+                                 subject=name)
+        return user
+
+    async def set_admin(self, actor: Principal, name: str, *, admin: bool) -> User:
+        _require_admin(actor)
+        if not admin and name == actor.name:
+            raise Forbidden("self_demote", "you cannot remove your own admin rights")
+        user = await self.store.update_user(name, admin=admin)
+        await self._audit.record("user.change_admin", actor.name, subject=name,
+                                 details={"admin": admin})
+        return user
+
+    async def change_password(self, actor: Principal, name: str, password: str) -> None:
+        if not actor.admin and actor.name != name:
+            raise Forbidden("forbidden", "only admins change other accounts' passwords")
+        _check_password(password)
+        found = await self.store.get_user(name)
+        if found is None:
+            raise NotFound("user_not_found", f"no account named {name!r}")
+        if found[0].kind == "bot":
+            raise Invalid("bot_password", "bots sign in with application tokens only")
+        await self.store.update_user(name, password_hash=hash_password(password))
+        await self.store.revoke_refresh_tokens(name)
+        await self._audit.record("user.change_password", actor.name, subject=name)
+
+    # teams ---------------------------------------------------------------------------------
+
+    async def create_team(
+        self, actor: Principal, name: str, *, owner: str, description: str = ""
+    ) -> Team:
+        if not actor.admin and not (self._permissions.create_team and actor.kind == "user"):
+            raise Forbidden("forbidden", "only admins create teams here")
+        if not actor.admin and owner != actor.name:
+            raise Forbidden("forbidden", "you can only create teams you own")
+        _check_name(name, "team")
+        team = Team(name, description)
+        await self.store.create_team(team, owner)
+        await self._audit.record("team.create", actor.name, subject=name, team=name,
+                                 details={"owner": owner})
+        return team
+
+    async def set_member(self, actor: Principal, team: str, user: str, role: Role) -> Member:
+        _check_role(role)
+        await self._require_team_manager(actor, team)
+        if role != "owner":
+            await self._keep_an_owner(team, leaving=user)
+        before = await self.store.set_member(team, user, role)
+        if before is None:
+            await self._audit.record("team.add_member", actor.name, subject=user, team=team,
+                                     details={"role": role})
+        elif before != role:
+            await self._audit.record("team.change_member_role", actor.name, subject=user,
+                                     team=team, details={"role": role, "previous": before})
+        return Member(team, user, role)
+
+    async def remove_member(self, actor: Principal, team: str, user: str) -> None:
+        await self._require_team_manager(actor, team)
+        await self._keep_an_owner(team, leaving=user)
+        if await self.store.remove_member(team, user) is None:
+            raise NotFound("member_not_found", f"{user!r} is not a member of {team!r}")
+        await self._audit.record("team.remove_member", actor.name, subject=user, team=team)
+
+    async def teams(self, actor: Principal) -> list[Team]:
+        return await self.store.list_teams(member=None if actor.admin else actor.name)
+
+    async def members(self, actor: Principal, team: str) -> list[Member]:
+        members = await self.store.members(team)
+        if await self.store.get_team(team) is None:
+            raise NotFound("team_not_found", f"no team named {team!r}")
+        if not actor.admin and actor.name not in {m.user for m in members}:
+            raise Forbidden("forbidden", "only members and admins see a team's members")
+        return members
+
+    # namespaces ----------------------------------------------------------------------------
+
+    async def create_namespace(
+        self,
+        actor: Principal,
+        name: str,
+        *,
+        team: str,
+        visibility: Visibility = "private",
+        description: str = "",
+    ) -> Namespace:
+        _check_name(name, "namespace")
+        _check_visibility(visibility)
+        if not actor.admin:
+            if not self._permissions.create_namespace:
+                raise Forbidden("forbidden", "only admins create namespaces here")
+            await self._require_team_manager(actor, team)
+        namespace = Namespace(name, "team", visibility, description, team=team)
+        await self.store.create_namespace(namespace)
+        await self._audit.record("namespace.create", actor.name, subject=name, namespace=name,
+                                 team=team, details={"visibility": visibility})
+        return namespace
+
+    async def update_namespace(
+        self,
+        actor: Principal,
+        name: str,
+        *,
+        visibility: Visibility | None = None,
+        description: str | None = None,
+        team: str | None = None,
+    ) -> Namespace:
+        (current, role) = await self._namespace(actor, name)
+        manager = actor.admin or (current.kind == "personal" and current.owner == actor.name) or (
+            role == "owner" and self._permissions.manage_namespace)
+        if not manager:
+            raise Forbidden("forbidden", f"only admins and owners manage namespace {name!r}")
+        if visibility is not None:
+            _check_visibility(visibility)
+            if not actor.admin and not self._permissions.change_visibility:
+                raise Forbidden("forbidden", "only admins change visibility here")
+            if current.kind == "global" and visibility == "private":
+                raise Invalid("invalid_visibility", "the global namespace cannot be private")
+        if team is not None:
+            if current.kind != "team":
+                raise Invalid("not_a_team_namespace", f"{name!r} does not belong to a team")
+            if not actor.admin:
+                await self._require_team_manager(actor, team)
+        updated = await self.store.update_namespace(name, visibility=visibility,
+                                                    description=description, team=team)
+        for kind, changed, value in (
+            ("namespace.change_visibility", visibility, visibility),
+            ("namespace.change_description", description, None),
+            ("namespace.change_team", team, team),
+        ):
+            if changed is not None:
+                await self._audit.record(kind, actor.name, subject=name, namespace=name,
+                                         team=updated.team, details={"to": value} if value else {})
+        return updated
+
+    async def namespaces(self, actor: Principal) -> list[Namespace]:
+        """The namespaces ``actor`` is a member of or owns (all of them for admins)."""
+        records = await self.store.namespaces(actor.name)
+        return [ns for ns, role in records
+                if actor.admin or role is not None or ns.owner == actor.name]
+
+    # tokens --------------------------------------------------------------------------------
+
+    async def create_token(
+        self, actor: Principal, user: str, label: str, *, expires_at: datetime | None = None
+    ) -> tuple[AppToken, str]:
+        """The token and its secret, which is shown this once and stored only as a hash."""
+        await self._require_token_manager(actor, user)
+        if not label or len(label) > MAX_LABEL or not label.isprintable():
+            raise Invalid("invalid_label", f"a label is 1 to {MAX_LABEL} printable characters")
+        now = datetime.now(UTC)
+        if expires_at is not None and expires_at <= now:
+            raise Invalid("invalid_expiry", "expires_at must be in the future")
+        secret = new_secret(APP_TOKEN_PREFIX)
+        token = AppToken(secret_hash(secret).hex()[:16], user, label, now, expires_at, None,
+                         revoked=False)
+        await self.store.create_app_token(token, secret_hash(secret))
+        await self._audit.record("token.create", actor.name, subject=user,
+                                 details={"label": label})
+        return token, secret
+
+    async def revoke_token(self, actor: Principal, user: str, label: str) -> AppToken:
+        await self._require_token_manager(actor, user)
+        revoked = await self.store.revoke_app_token(user, label)
+        if revoked is None:
+            raise NotFound("token_not_found", f"{user!r} has no live token labelled {label!r}")
+        await self._audit.record("token.revoke", actor.name, subject=user,
+                                 details={"label": label})
+        return revoked
+
+    async def tokens(self, actor: Principal, user: str) -> list[AppToken]:
+        await self._require_token_manager(actor, user)
+        return await self.store.list_app_tokens(user)
+
+    # rights ------------------------------------------------------------------------------
+
+    async def _namespace(self, actor: Principal, name: str) -> tuple[Namespace, Role | None]:
+        records = await self.store.namespaces(actor.name, [name])
+        if not records:
+            raise NotFound("namespace_not_found", f"no namespace named {name!r}")
+        return records[0]
+
+    async def _require_team_manager(self, actor: Principal, team: str) -> None:
+        if await self.store.get_team(team) is None:
+            raise NotFound("team_not_found", f"no team named {team!r}")
+        if actor.admin:
+            return
+        roles = await self.store.roles_of(actor.name or "")
+        if roles.get(team) != "owner" or not self._permissions.manage_team:
+            raise Forbidden("forbidden", f"only admins and owners of {team!r} may do this")
+
+    async def _require_token_manager(self, actor: Principal, user: str) -> None:
+        found = await self.store.get_user(user)
+        if found is None:
+            raise NotFound("user_not_found", f"no account named {user!r}")
+        if actor.admin or actor.name == user:
+            return
+        if found[0].kind == "bot":
+            # A bot's tokens are managed by the owners of a team it belongs to.
+            bot_teams = {team for team, _ in (await self.store.roles_of(user)).items()}
+            roles = await self.store.roles_of(actor.name or "")
+            if any(roles.get(team) == "owner" for team in bot_teams):
+                return
+        raise Forbidden("forbidden", f"only {user!r} and admins manage these tokens")
+
+    async def _keep_an_owner(self, team: str, *, leaving: str) -> None:
+        owners = {m.user for m in await self.store.members(team) if m.role == "owner"}
+        if owners == {leaving}:
+            raise Conflict("last_owner", f"{leaving!r} is the last owner of {team!r};"
+                           " make someone else owner first")
+
+
+def _require_admin(actor: Principal) -> None:
+    if not actor.admin:
+        raise Forbidden("forbidden", "this needs an administrator")
+
+
+def _check_name(name: str, what: str) -> None:
+    if not is_valid_namespace(name):
+        raise Invalid(f"invalid_{what}_name",
+                      f"{what} names are lowercase letters and digits, separated by . _ or -"
+                      f" (at most 64 characters); {name!r} is not one")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise Invalid("weak_password", f"passwords have at least {MIN_PASSWORD} characters")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise Invalid("invalid_role", f"role must be one of {', '.join(ROLES)}")
+
+
+def _check_visibility(visibility: str) -> None:
+    if visibility not in VISIBILITIES:
+        raise Invalid("invalid_visibility", f"visibility must be one of {', '.join(VISIBILITIES)}")
