@@ -9,19 +9,25 @@ not listed on their own); ``tag.deleted``; ``manifest.deleted`` (registry 2.8 fo
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
+from services.auth.audit import IDENTITY_EVENT_TYPES
 from services.core.reference import namespace_of
+from services.core.schemas import validator
 from services.ingest.models import Activity
 from services.ingest.notifications import RegistryEvent
 
-__all__ = ["ACTIVITY_TYPES", "activity_for"]
+__all__ = ["ACTIVITY_TYPES", "REGISTRY_ACTIVITY_TYPES", "activity_for", "identity_activity"]
 
-ACTIVITY_TYPES = (
+REGISTRY_ACTIVITY_TYPES = (
     "tag.pushed",
     "tag.deleted",
     "manifest.deleted",
     "repository.deleted",
     "manifest.pulled",
 )
+ACTIVITY_TYPES = REGISTRY_ACTIVITY_TYPES + IDENTITY_EVENT_TYPES
 
 
 def activity_for(event: RegistryEvent, *, record_pulls: bool) -> Activity | None:
@@ -40,6 +46,34 @@ def activity_for(event: RegistryEvent, *, record_pulls: bool) -> Activity | None
         address=event.request_addr,
         user_agent=event.request_useragent,
         synthetic=event.synthetic,
+    )
+
+
+def identity_activity(value: bytes) -> Activity:
+    """The entry for an identity change (schemas/events/identity-event.schema.json).
+
+    Namespace changes are seen by everyone who may pull from the namespace; account, team and
+    token changes and logins by administrators only.
+    """
+    event = json.loads(value)
+    validator("events/identity-event.schema.json")(event)
+    namespace = event["namespace"]
+    public = event["type"].startswith("namespace.") and namespace is not None
+    return Activity(
+        id=event["id"],
+        type=event["type"],
+        actor=event["actor"],
+        repository=None,
+        namespace=namespace or "",
+        tag=None,
+        digest=None,
+        time=datetime.fromisoformat(event["timestamp"]),
+        address=None,
+        user_agent=None,
+        subject=event["subject"],
+        team=event["team"],
+        details=event["details"],
+        audience="namespace" if public else "admin",
     )
 
 

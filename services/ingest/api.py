@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from services.auth.access import require_admin
+from services.auth.access import caller, readable_namespaces
 from services.core.config import Config
 from services.core.eventlog import Record
 from services.core.http import ApiError, decode_cursor, encode_cursor, page, query_limit
-from services.core.reference import is_valid_repository
+from services.core.reference import is_valid_repository, namespace_of
 from services.core.web import CONFIG, EVENT_LOG, METRICS
 from services.ingest.activity import ACTIVITY_TYPES
 from services.ingest.consumers import REGISTRY_EVENTS
@@ -40,7 +40,7 @@ STREAMS_CLOSING = web.AppKey("ingest.streams_closing", asyncio.Event)
 STREAM_KEEPALIVE_SECONDS = 15.0
 CSV_PAGE = 1000
 CSV_COLUMNS = ("id", "time", "type", "actor", "repository", "namespace", "tag", "digest",
-               "address", "user_agent", "synthetic")
+               "address", "user_agent", "synthetic", "subject", "team")
 
 _T = TypeVar("_T")
 # SQLite integers are 64-bit; a larger one in a forged cursor must be a 400, not an OverflowError.
@@ -84,23 +84,27 @@ async def receive_events(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/repositories")
 async def list_repositories(request: web.Request) -> web.Response:
-    await require_admin(request)
+    """The repositories the caller may pull from (all of them for admins)."""
+    visible = await _visible(request)
     limit = query_limit(request)
     after = _cursor_value(request, str)
     namespace = request.query.get("namespace")
     rows = await request.app[CATALOG_STORE].repositories(
-        namespace=namespace, after=after, limit=limit + 1
+        namespace=namespace, after=after, limit=limit + 1, visible=visible
     )
     return _keyset_page(rows, limit, lambda row: [row["name"]])
 
 
 @routes.get("/api/v1/tags")
 async def list_tags(request: web.Request) -> web.Response:
-    await require_admin(request)
+    visible = await _visible(request)
     repository = request.query.get("repository", "")
     if not is_valid_repository(repository):
         raise ApiError(400, "invalid_repository",
                        "give ?repository=NAME with a valid repository name, e.g. team/app")
+    if visible is not None and namespace_of(repository) not in visible:
+        # The same answer as for a repository that does not exist: existence is not leaked.
+        raise ApiError(404, "repository_not_found", f"no repository named {repository!r}")
     limit = query_limit(request)
     after = _cursor_value(request, str)
     store = request.app[CATALOG_STORE]
@@ -112,8 +116,9 @@ async def list_tags(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/activities")
 async def list_activities(request: web.Request) -> web.StreamResponse:
-    await require_admin(request)
-    where = _activity_filter(request)
+    """The activity the caller may see: of namespaces they may pull from; everything for
+    admins."""
+    where = await _activity_filter(request)
     store = request.app[ACTIVITY_STORE]
     if "text/csv" in request.headers.get("Accept", ""):
         return await _activities_csv(request, store, where)
@@ -133,8 +138,7 @@ async def list_activities(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/v1/activities/stream")
 async def stream_activities(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each new activity as ``event: activity`` with its JSON."""
-    await require_admin(request)
-    where = _activity_filter(request)
+    where = await _activity_filter(request)
     store = request.app[ACTIVITY_STORE]
     wakeup = request.app[ACTIVITY_WAKEUP]
     closing = request.app[STREAMS_CLOSING]
@@ -167,6 +171,9 @@ def activity_json(activity: Activity) -> dict[str, Any]:
         "address": activity.address,
         "user_agent": activity.user_agent,
         "synthetic": activity.synthetic,
+        "subject": activity.subject,
+        "team": activity.team,
+        "details": activity.details,
     }
 
 
@@ -203,7 +210,7 @@ def _csv_safe(value: object) -> str:
     return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
 
 
-def _activity_filter(request: web.Request) -> ActivityFilter:
+async def _activity_filter(request: web.Request) -> ActivityFilter:
     query = request.query
     types = tuple(t for value in query.getall("type", []) for t in value.split(",") if t)
     unknown = sorted(set(types) - set(ACTIVITY_TYPES))
@@ -217,6 +224,7 @@ def _activity_filter(request: web.Request) -> ActivityFilter:
         types=types,
         since=_time_param(request, "since"),
         until=_time_param(request, "until"),
+        visible=await _visible(request),
     )
 
 
@@ -240,7 +248,15 @@ def _matches(activity: Activity, where: ActivityFilter) -> bool:
         and (not where.types or activity.type in where.types)
         and (where.since is None or activity.time >= where.since)
         and (where.until is None or activity.time < where.until)
+        and (where.visible is None
+             or (activity.audience == "namespace" and activity.namespace in where.visible))
     )
+
+
+async def _visible(request: web.Request) -> frozenset[str] | None:
+    """The namespaces the caller may see (None: all). Anonymous callers see public ones."""
+    readable = await readable_namespaces(request, await caller(request))
+    return None if readable is None else frozenset(readable)
 
 
 def _cursor_value(request: web.Request, kind: type[_T]) -> _T | None:

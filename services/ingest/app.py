@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from services.auth.audit import IDENTITY_EVENTS
 from services.core.consume import Consumer
 from services.core.web import CONFIG, CONSUMERS, EVENT_LOG, HEALTH, REGISTRY, periodic
 from services.ingest.adapters.sqlite import SqliteActivityStore, SqliteCatalogStore
@@ -59,9 +60,13 @@ async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
 
     app[CONSUMERS].extend([
         Consumer(REGISTRY_EVENTS, CatalogConsumer.group, CatalogConsumer(catalog, app[REGISTRY])),
-        Consumer(REGISTRY_EVENTS, ActivityConsumer.group, ActivityConsumer(
-            activity, record_pulls=config.activity.record_pulls, on_recorded=recorded)),
     ])
+    record_activity = ActivityConsumer(activity, record_pulls=config.activity.record_pulls,
+                                       on_recorded=recorded)
+    app[CONSUMERS].extend(
+        Consumer(topic, ActivityConsumer.group, record_activity)
+        for topic in (REGISTRY_EVENTS, IDENTITY_EVENTS)
+    )
     app[HEALTH].add("catalog-store", catalog.db.ping)
     app[HEALTH].add("activity-store", activity.db.ping)
     sync = lambda: sync_catalog(app[REGISTRY], catalog, app[EVENT_LOG])  # noqa: E731

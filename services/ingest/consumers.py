@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from services.core.eventlog import Delivered
 from services.core.registry import ManifestNotFound, RegistryClient
-from services.ingest.activity import activity_for
+from services.auth.audit import IDENTITY_EVENTS
+from services.ingest.activity import activity_for, identity_activity
 from services.ingest.catalog import FetchedManifest, needs_manifest, plan
 from services.ingest.manifests import describe
 from services.ingest.models import Activity, Operation
@@ -84,13 +85,15 @@ class ActivityConsumer:
         self._on_recorded = on_recorded
 
     async def __call__(self, batch: Sequence[Delivered]) -> None:
-        entries = [
-            entry
-            for event in _events(batch)
-            if (entry := activity_for(event, record_pulls=self._record_pulls)) is not None
-        ]
+        entries = [entry for record in batch if (entry := self._entry(record)) is not None]
         if not entries:
             return
         new = await self._store.record(entries)
         if new and self._on_recorded is not None:
             await self._on_recorded(new)
+
+    def _entry(self, record: Delivered) -> Activity | None:
+        if record.topic == IDENTITY_EVENTS:
+            return identity_activity(record.value)
+        event = RegistryEvent.from_log_value(record.value)
+        return activity_for(event, record_pulls=self._record_pulls)

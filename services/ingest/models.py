@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
+
+Audience = Literal["namespace", "admin"]
 
 __all__ = [
     "Activity",
+    "Audience",
     "ActivityFilter",
     "DeleteManifest",
     "DeleteRepository",
@@ -86,12 +90,16 @@ Operation = PutManifest | PutTag | DeleteManifest | DeleteTag | DeleteRepository
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """One entry of the activity log; ``schemas/activity.schema.json`` documents its JSON."""
+    """One entry of the activity log; ``schemas/activity.schema.json`` documents its JSON.
+
+    ``audience`` says who may see it: ``namespace``, everyone who may pull from ``namespace``;
+    ``admin``, administrators only (account, team and token changes, logins).
+    """
 
     id: str
     type: str
     actor: str | None
-    repository: str
+    repository: str | None
     namespace: str
     tag: str | None
     digest: str | None
@@ -99,6 +107,10 @@ class Activity:
     address: str | None
     user_agent: str | None
     synthetic: bool = False
+    subject: str | None = None
+    team: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    audience: Audience = "namespace"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +121,5 @@ class ActivityFilter:
     types: tuple[str, ...] = field(default=())
     since: datetime | None = None
     until: datetime | None = None
+    # What the caller may see: None for everything (admins), else the namespaces they may pull.
+    visible: frozenset[str] | None = None

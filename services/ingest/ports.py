@@ -21,8 +21,15 @@ class CatalogStore(Protocol):
         ...
 
     async def repositories(
-        self, *, namespace: str | None, after: str | None, limit: int
-    ) -> list[Row]: ...
+        self,
+        *,
+        namespace: str | None,
+        after: str | None,
+        limit: int,
+        visible: frozenset[str] | None = None,
+    ) -> list[Row]:
+        """Repositories by name; ``visible`` limits them to those namespaces (None: all)."""
+        ...
 
     async def repository(self, name: str) -> Row | None: ...
 

@@ -80,14 +80,18 @@ ACTIVITY_MIGRATIONS = (
         id         TEXT NOT NULL UNIQUE,
         type       TEXT NOT NULL,
         actor      TEXT,
-        repository TEXT NOT NULL,
+        repository TEXT,
         namespace  TEXT NOT NULL,
         tag        TEXT,
         digest     TEXT,
         time_us    INTEGER NOT NULL,
         address    TEXT,
         user_agent TEXT,
-        synthetic  INTEGER NOT NULL
+        synthetic  INTEGER NOT NULL,
+        subject    TEXT,
+        team       TEXT,
+        details    TEXT NOT NULL DEFAULT '{}',
+        audience   TEXT NOT NULL CHECK (audience IN ('namespace', 'admin'))
     );
     -- One index per filter, each ending in the keyset (time_us, seq) the feed pages by.
     CREATE INDEX activities_time ON activities (time_us, seq);
@@ -141,12 +145,20 @@ class SqliteCatalogStore:
         return await self.db.write(work)
 
     async def repositories(
-        self, *, namespace: str | None, after: str | None, limit: int
+        self,
+        *,
+        namespace: str | None,
+        after: str | None,
+        limit: int,
+        visible: frozenset[str] | None = None,
     ) -> list[Row]:
         clauses, args = ["name > ?"], [after or ""]
         if namespace is not None:
             clauses.append("namespace = ?")
             args.append(namespace)
+        if visible is not None:
+            clauses.append("namespace IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(sorted(visible)))
         sql = (
             "SELECT name, namespace, created_at, updated_at, pull_count, last_pulled_at,"
             " (SELECT count(*) FROM tags t WHERE t.repository = r.name)"
@@ -350,11 +362,13 @@ class SqliteActivityStore:
                 cursor = conn.execute(
                     """
                     INSERT OR IGNORE INTO activities (id, type, actor, repository, namespace, tag,
-                        digest, time_us, address, user_agent, synthetic)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        digest, time_us, address, user_agent, synthetic, subject, team, details,
+                        audience)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     (a.id, a.type, a.actor, a.repository, a.namespace, a.tag, a.digest,
-                     micros(a.time), a.address, a.user_agent, a.synthetic),
+                     micros(a.time), a.address, a.user_agent, a.synthetic, a.subject, a.team,
+                     json.dumps(a.details), a.audience),
                 )
                 if cursor.rowcount:
                     new.append(a)
@@ -381,6 +395,9 @@ class SqliteActivityStore:
         if where.until is not None:
             clauses.append("time_us < ?")
             args.append(micros(where.until))
+        if where.visible is not None:
+            clauses.append("audience = 'namespace' AND namespace IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(sorted(where.visible)))
         if before is not None:
             clauses.append("(time_us, seq) < (?, ?)")
             args.extend(before)
@@ -410,15 +427,16 @@ class SqliteActivityStore:
 
 _ACTIVITY_COLUMNS = (
     "seq, id, type, actor, repository, namespace, tag, digest, time_us, address, user_agent,"
-    " synthetic"
+    " synthetic, subject, team, details, audience"
 )
 
 
 def _activity(row: sqlite3.Row) -> Activity:
     (_, id_, type_, actor, repository, namespace, tag, digest, time_us, address, user_agent,
-     synthetic) = row
+     synthetic, subject, team, details, audience) = row
     return Activity(
         id=id_, type=type_, actor=actor, repository=repository, namespace=namespace, tag=tag,
         digest=digest, time=datetime.fromtimestamp(time_us / 1_000_000, UTC), address=address,
-        user_agent=user_agent, synthetic=bool(synthetic),
+        user_agent=user_agent, synthetic=bool(synthetic), subject=subject, team=team,
+        details=json.loads(details), audience=audience,
     )
