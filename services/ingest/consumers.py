@@ -6,9 +6,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from services.auth.audit import IDENTITY_EVENTS
 from services.core.eventlog import Delivered
 from services.core.registry import ManifestNotFound, RegistryClient
-from services.auth.audit import IDENTITY_EVENTS
 from services.ingest.activity import activity_for, identity_activity
 from services.ingest.catalog import FetchedManifest, needs_manifest, plan
 from services.ingest.manifests import describe

@@ -10,8 +10,8 @@ Audience = Literal["namespace", "admin"]
 
 __all__ = [
     "Activity",
-    "Audience",
     "ActivityFilter",
+    "Audience",
     "DeleteManifest",
     "DeleteRepository",
     "DeleteTag",

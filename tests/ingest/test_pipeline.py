@@ -7,7 +7,6 @@ to this Dockyard exactly as they would in production.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any

@@ -396,7 +396,9 @@ class SqliteActivityStore:
             clauses.append("time_us < ?")
             args.append(micros(where.until))
         if where.visible is not None:
-            clauses.append("audience = 'namespace' AND namespace IN (SELECT value FROM json_each(?))")
+            clauses.append(
+                "audience = 'namespace' AND namespace IN (SELECT value FROM json_each(?))"
+            )
             args.append(json.dumps(sorted(where.visible)))
         if before is not None:
             clauses.append("(time_us, seq) < (?, ?)")
