@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -27,6 +28,9 @@ from services.server import SERVICES, build_app
 __all__ = ["main"]
 
 log = logging.getLogger("dockyard.cli")
+
+# How long `dockyard up` waits for the registry it started to answer.
+REGISTRY_START_SECONDS = 15
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,27 +106,49 @@ def _up(args: argparse.Namespace) -> int:
     if binary is None:
         raise ConfigError(f"registry.binary: {config.registry.binary!r} not found on PATH "
                           "(install the Debian package docker-registry)")
-    _run(config, list(SERVICES), registry_binary=binary)
+    exited = _RegistryExit()
+    try:
+        _run(config, list(SERVICES), registry=_registry_process(binary, config, exited))
+    except RegistryStartError as exc:
+        print(f"dockyard: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    if exited.returncode is not None:
+        print(f"dockyard: the registry exited with status {exited.returncode}"  # noqa: T201
+              " (its log is above); Dockyard stopped too", file=sys.stderr)
+        return 1
     return 0
 
 
-def _run(config: Config, services: list[str], registry_binary: str | None = None) -> None:
+def _run(
+    config: Config,
+    services: list[str],
+    registry: Callable[[web.Application], AsyncIterator[None]] | None = None,
+) -> None:
     configure_logging(config.log.level, config.log.format)
     app = build_app(config, services)
-    if registry_binary is not None:
-        app.cleanup_ctx.insert(0, _registry_process(registry_binary, config))
+    if registry is not None:
+        app.cleanup_ctx.insert(0, registry)
     log.info("serving", extra={"listen": config.server.listen, "services": services})
     # handler_cancellation: a client that goes away (a closed live stream) frees its handler.
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
                 access_log=logging.getLogger("aiohttp.access"), handler_cancellation=True)
 
 
+@dataclass
+class _RegistryExit:
+    """Set when the registry child exits while Dockyard is not stopping: a failure."""
+
+    returncode: int | None = None
+
+
 def _registry_process(
-    binary: str, config: Config
+    binary: str, config: Config, exited: _RegistryExit
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The registry as a child process that lives and dies with the application."""
 
     async def context(_: web.Application) -> AsyncIterator[None]:
+        # run_app's main task: it is cancelled as soon as a SIGINT/SIGTERM reaches Dockyard.
+        main = asyncio.current_task()
         process = await asyncio.create_subprocess_exec(
             binary, "serve", str(config.path(config.registry.config))
         )
@@ -130,9 +156,18 @@ def _registry_process(
 
         async def watch() -> None:
             code = await process.wait()
+            if main is not None and main.cancelling():
+                # Ctrl-C signals the whole process group, so the registry dies with us; a
+                # second signal now would cut Dockyard's own shutdown short (and exit 1).
+                return
+            exited.returncode = code
             log.error("registry exited; stopping", extra={"returncode": code})
             os.kill(os.getpid(), signal.SIGTERM)
 
+        if not await _answers(process, config):
+            exited.returncode = process.returncode
+            raise RegistryStartError(f"the registry exited with status {process.returncode}"
+                                     " before answering (its log is above)")
         watcher = asyncio.create_task(watch())
         yield
         watcher.cancel()
@@ -145,6 +180,22 @@ def _registry_process(
                 await process.wait()
 
     return context
+
+
+class RegistryStartError(Exception):
+    pass
+
+
+async def _answers(process: asyncio.subprocess.Process, config: Config) -> bool:
+    """Wait until the registry answers on its API, or has exited (False)."""
+    async with RegistryClient(config.registry.url, timeout=1.0) as registry:
+        for _ in range(REGISTRY_START_SECONDS * 10):
+            if process.returncode is not None:
+                return False
+            if await registry.ping():
+                return True
+            await asyncio.sleep(0.1)
+    return process.returncode is None
 
 
 def _sync(args: argparse.Namespace) -> int:

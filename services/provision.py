@@ -53,15 +53,22 @@ def initialise(
         raise InitError(f"{config_path} exists; pass --force to overwrite it (keys, secret and "
                         "admin password are made anew; images and history are kept)")
     registry_address = _host_port(registry_url, "--registry-url")
+    if external_url is not None:
+        _check_url(external_url, "--external-url")
     settings: dict[str, Any] = {
         "server": {"listen": listen, "external_url": external_url or f"http://{listen}"},
         "registry": {"url": registry_url.rstrip("/"), "config": REGISTRY_FILE},
         "webhook": {"secret": secrets.token_urlsafe(32)},
     }
+    # The environment is not applied here: init writes what it was given, and DOCKYARD_* variables
+    # override it when Dockyard runs.
     config = Config.from_mapping({**settings, "server": {**settings["server"],
-                                                          "data_dir": str(data_dir.resolve())}})
+                                                          "data_dir": str(data_dir.resolve())}},
+                                 env={})
     data_dir.mkdir(parents=True, exist_ok=True)  # only once the options are known to be good
-    keyring(config).rotate(config.auth.algorithm, common_name=config.auth.issuer)
+    ring = keyring(config)
+    ring.clear()  # --force: a new key replaces the old ones, which are trusted no more
+    ring.rotate(config.auth.algorithm, common_name=config.auth.issuer)
     _write_private(config_path, tomli_w.dumps(settings))
     _write_private(data_dir / REGISTRY_FILE, yaml.safe_dump(
         registry_config(config, registry_address), sort_keys=False))
@@ -122,6 +129,12 @@ def _host_port(url: str, option: str) -> str:
         raise InitError(f"{option} must look like http://HOST:PORT, not {url!r}")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{host}:{port}"
+
+
+def _check_url(url: str, option: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InitError(f"{option} must look like http(s)://HOST[:PORT], not {url!r}")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -102,11 +102,22 @@ class Keyring:
     def remove(self, kid: str) -> None:
         """Drop a retired key; tokens it signed stop verifying once the registry restarts."""
         keys = self.keys()
-        matching = [k for k in keys if k.kid == kid]
+        if keys and keys[-1].kid == kid:
+            raise KeyringError(f"{kid} is the active key; rotate first, then remove it")
+        self.discard(kid)
+
+    def clear(self) -> None:
+        """Drop every key (``init --force`` starts a new keyring)."""
+        for path in self.directory.glob("*.key"):
+            path.unlink()
+            path.with_suffix(".crt").unlink(missing_ok=True)
+        if self.directory.exists():
+            self._write_bundle()
+
+    def discard(self, kid: str) -> None:
+        matching = [k for k in self.keys() if k.kid == kid]
         if not matching:
             raise KeyringError(f"no key with id {kid}")
-        if matching[0] is keys[-1]:
-            raise KeyringError(f"{kid} is the active key; rotate first, then remove it")
         path = self.directory / f"{matching[0].number:04d}.key"
         path.unlink()
         path.with_suffix(".crt").unlink()

@@ -74,11 +74,11 @@ class RegistryError(Exception):
         self.code = code
 
 
-class ManifestNotFound(RegistryError):  # noqa: N818 -- the name the callers expect; it is an error
+class ManifestNotFound(RegistryError):
     """404 on a manifest: no such tag or digest (or no such repository)."""
 
 
-class RegistryUnreachable(RegistryError):  # noqa: N818 -- pairs with ManifestNotFound
+class RegistryUnreachable(RegistryError):
     """No HTTP response: connection refused, DNS failure or timeout."""
 
 

@@ -88,6 +88,8 @@ class Database:
 
     def _connect_writer(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only: stores hold password hashes, token hashes and who did what.
+        self.path.touch(mode=0o600, exist_ok=True)
         conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -240,3 +240,21 @@ async def test_sqlite_refuses_a_second_subscription_of_one_group(tmp_path: Path)
         await log.subscribe("t", "g")
     await sub.close()
     await log.close()
+
+
+async def test_sqlite_prune_never_lets_offsets_restart(tmp_path: Path) -> None:
+    """An emptied topic would number new records from 1 again, below every committed offset,
+    and they would never be delivered; prune keeps the newest record so that cannot happen."""
+    log = SqliteEventLog(tmp_path / "events.db")
+    await log.open()
+    await log.append("t", records(2))
+    sub = await log.subscribe("t", "g")
+    await sub.commit(await sub.fetch(timeout=1))
+    await sub.close()
+    await log.prune(older_than_seconds=0)
+    await log.append("t", records(1, start=2))
+    sub = await log.subscribe("t", "g")
+    assert await sub.lag() == 1
+    assert [r.value for r in await sub.fetch(timeout=1)] == [b"v2"]
+    await sub.close()
+    await log.close()

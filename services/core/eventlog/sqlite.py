@@ -100,7 +100,12 @@ class SqliteEventLog:
         return SqliteSubscription(self, topic, group, committed)
 
     async def prune(self, older_than_seconds: float) -> int:
-        """Delete records every known group has committed and older than the retention."""
+        """Delete records every known group has committed and older than the retention.
+
+        The newest record of each topic stays: the next offset is counted from it, and offsets
+        restarting at 1 in an emptied topic would sit below every group's committed offset, so
+        those events would never be delivered.
+        """
         cutoff = time.time() - older_than_seconds
 
         def delete(conn: sqlite3.Connection) -> int:
@@ -110,6 +115,8 @@ class SqliteEventLog:
                 WHERE appended_at < ?
                   AND offset <= (SELECT min(committed) FROM group_offsets g
                                  WHERE g.topic = records.topic)
+                  AND offset < (SELECT max(offset) FROM records newest
+                                WHERE newest.topic = records.topic)
                 """,
                 (cutoff,),
             )
