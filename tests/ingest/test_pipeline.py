@@ -168,7 +168,9 @@ async def test_pulls_are_counted_per_tag(
                               lambda t: t["1"]["pull_count"] == 1)
     assert pulled["1"]["last_pulled_at"] is not None
     # Pulls are not activity unless [activity] record_pulls is on.
-    assert [a["type"] for a in await activities(dockyard)] == ["tag.pushed"]
+    registry_activity = [a["type"] for a in await activities(dockyard)
+                         if a["repository"] is not None]
+    assert registry_activity == ["tag.pushed"]
 
 
 @pytest.mark.registry
