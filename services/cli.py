@@ -15,7 +15,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from services.auth.app import open_auth
+from services.auth.cli import add_commands as add_identity_commands
 from services.core.config import Config, ConfigError, load_config
+from services.core.errors import DyError
 from services.core.eventlog.sqlite import SqliteEventLog
 from services.core.logs import configure_logging
 from services.core.registry import RegistryClient, RegistryError
@@ -38,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (ConfigError, InitError) as exc:
+    except (ConfigError, DyError, InitError) as exc:
         print(f"dockyard: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's own error output
         return 2
 
@@ -66,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="reconcile the catalog with the registry now")
     sync.add_argument("--config", type=Path, required=True, help="path to dockyard.toml")
     sync.set_defaults(run=_sync)
+    add_identity_commands(commands)
     return parser
 
 
@@ -210,8 +214,11 @@ async def _sync_once(config: Config) -> int:
     await event_log.open()
     await catalog.open()
     try:
-        async with RegistryClient(config.registry.url, timeout=config.registry.timeout_seconds) \
-                as registry:
+        # The registry demands tokens: sync gets Dockyard's own, with catalog and pull access.
+        async with open_auth(config, event_log) as auth, RegistryClient(
+            config.registry.url, timeout=config.registry.timeout_seconds,
+            token_provider=auth.authority.service_token,
+        ) as registry:
             seen = 0
 
             def progress(repository: str) -> None:

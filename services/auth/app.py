@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY
 from services.auth.adapters.sqlite import SqliteAuthStore
+from services.auth.api import routes as identity_routes
 from services.auth.audit import Audit
 from services.auth.authority import TokenAuthority, TokenSettings
 from services.auth.identity import IdentityService, Permissions
@@ -30,6 +31,7 @@ AUTH_DB = Path("auth.db")
 
 def setup(app: web.Application) -> None:
     app.router.add_routes(token_routes)
+    app.router.add_routes(identity_routes)
     app.cleanup_ctx.append(_auth_ctx)
 
 

@@ -26,6 +26,7 @@ IDENTITY_EVENT_TYPES = (
     "user.disable",
     "user.change_admin",
     "user.change_password",
+    "user.change_email",
     "user.login",
     "user.login_failed",
     "bot.create",

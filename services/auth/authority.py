@@ -25,7 +25,7 @@ from services.auth.policy import (
 from services.auth.ports import AuthStore
 from services.auth.scopes import Scope, parse_scopes
 from services.auth.tokens import Grant, IssuedToken, issue_token
-from services.core.reference import namespace_of, repository_path
+from services.core.reference import is_valid_repository, namespace_of, repository_path
 
 __all__ = ["SERVICE_PRINCIPAL", "TokenAuthority", "TokenSettings"]
 
@@ -51,7 +51,7 @@ class TokenAuthority:
 
     async def grants(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
         """What ``principal`` gets of each scope asked; scopes granted nothing are left out."""
-        paths = {s: repository_path(s.name) for s in scopes if s.type == "repository"}
+        paths = {s: _repository(s.name) for s in scopes if s.type == "repository"}
         wanted = sorted({namespace_of(p) for p in paths.values() if p is not None})
         records = await self.store.namespaces(principal.name, wanted) if wanted else []
         access = {namespace.name: _access(namespace, role) for namespace, role in records}
@@ -90,6 +90,18 @@ class TokenAuthority:
             ttl=ttl or self.settings.ttl,
             now=int(time.time()),
         )
+
+
+def _repository(name: str) -> str | None:
+    """The repository a scope's name is judged as.
+
+    The registry matches a token's entries to its repositories by name, literally, and namespace
+    names may hold dots: ``john.doe/app`` is john.doe's repository, not ``app`` on a registry
+    host ``john.doe`` (read that way, it would be judged by the global namespace while the
+    entry granted ``john.doe/app``). Only a name no repository can have, such as one with a
+    ``host:port/`` prefix, is read without its host.
+    """
+    return name if is_valid_repository(name) else repository_path(name)
 
 
 def _access(namespace: Namespace, role: Role | None) -> Access:

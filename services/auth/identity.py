@@ -7,11 +7,12 @@ users manage their own password, tokens and personal namespace. Every change is 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.auth.audit import Audit
-from services.auth.models import AppToken, Member, Namespace, Team, User
+from services.auth.models import AccountKind, AppToken, Member, Namespace, Team, User
 from services.auth.passwords import hash_password
 from services.auth.policy import Principal, Role, Visibility
 from services.auth.ports import AuthStore
@@ -19,12 +20,16 @@ from services.auth.service import APP_TOKEN_PREFIX, new_secret, secret_hash
 from services.core.errors import Conflict, Forbidden, Invalid, NotFound
 from services.core.reference import is_valid_namespace
 
-__all__ = ["IdentityService", "Permissions"]
+__all__ = ["IdentityService", "Permissions", "Profile"]
 
 ROLES: tuple[Role, ...] = ("viewer", "contributor", "owner")
 VISIBILITIES: tuple[Visibility, ...] = ("private", "protected", "public")
 MIN_PASSWORD = 8
+# argon2 hashes whatever it is given; a megabyte "password" would cost every login that much.
+MAX_PASSWORD = 1024
 MAX_LABEL = 64
+MAX_EMAIL = 254  # RFC 5321's limit on a forward path, less the angle brackets
+MAX_DESCRIPTION = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,15 @@ class Permissions:
     create_namespace: bool = True
     manage_namespace: bool = True
     change_visibility: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """An account as it sees itself: its teams (name → role) and the namespaces it belongs to."""
+
+    user: User
+    teams: dict[str, Role]
+    namespaces: list[Namespace]
 
 
 class IdentityService:
@@ -52,8 +66,11 @@ class IdentityService:
         _require_admin(actor)
         _check_name(name, "user")
         _check_password(password)
+        if email:
+            _check_email(email)
         user = User(name, email or f"{name}@localhost", admin=admin, enabled=True)
-        await self.store.create_user(user, hash_password(password))
+        # argon2id takes a good part of a second on purpose: not on the event loop.
+        await self.store.create_user(user, await asyncio.to_thread(hash_password, password))
         await self._audit.record("user.create", actor.name, subject=name, namespace=name,
                                  details={"admin": admin})
         return user
@@ -98,9 +115,70 @@ class IdentityService:
             raise NotFound("user_not_found", f"no account named {name!r}")
         if found[0].kind == "bot":
             raise Invalid("bot_password", "bots sign in with application tokens only")
-        await self.store.update_user(name, password_hash=hash_password(password))
+        await self.store.update_user(
+            name, password_hash=await asyncio.to_thread(hash_password, password))
         await self.store.revoke_refresh_tokens(name)
         await self._audit.record("user.change_password", actor.name, subject=name)
+
+    async def update_user(
+        self,
+        actor: Principal,
+        name: str,
+        *,
+        enabled: bool | None = None,
+        admin: bool | None = None,
+        password: str | None = None,
+        email: str | None = None,
+    ) -> User:
+        """Several changes to one account, every one checked before any is made.
+
+        ``enabled`` and ``admin`` are for admins; ``password`` and ``email`` for the account
+        itself too. Only real changes are made (and audited).
+        """
+        if not actor.admin and (actor.name != name or enabled is not None or admin is not None):
+            raise Forbidden("forbidden", "only admins change other accounts, and their"
+                            " enabled and admin flags")
+        user = await self._user(name)
+        _check_account_changes(actor, user, enabled=enabled, admin=admin, password=password,
+                               email=email)
+        if email is not None and email != user.email:
+            user = await self.store.update_user(name, email=email)
+            await self._audit.record("user.change_email", actor.name, subject=name)
+        if password is not None:
+            await self.change_password(actor, name, password)
+        if admin is not None and admin != user.admin:
+            user = await self.set_admin(actor, name, admin=admin)
+        if enabled is not None and enabled != user.enabled:
+            user = await self.set_enabled(actor, name, enabled=enabled)
+        return user
+
+    async def get_user(self, actor: Principal, name: str) -> User:
+        """An account, for admins and for itself."""
+        if not actor.admin and actor.name != name:
+            raise Forbidden("forbidden", "only admins see other accounts")
+        return await self._user(name)
+
+    async def users(
+        self, actor: Principal, *, kind: AccountKind | None = None, after: str | None, limit: int
+    ) -> list[User]:
+        """Accounts by name after ``after`` (of one kind if given); for admins."""
+        _require_admin(actor)
+        found: list[User] = []
+        while len(found) < limit:
+            batch = await self.store.list_users(after=after, limit=limit)
+            found.extend(user for user in batch if kind is None or user.kind == kind)
+            if len(batch) < limit:
+                break
+            after = batch[-1].name
+        return found[:limit]
+
+    async def profile(self, actor: Principal) -> Profile:
+        """Who ``actor`` is: its account, teams and the namespaces it owns or is a member of."""
+        user = await self._user(actor.name or "")
+        teams = await self.store.roles_of(user.name)
+        namespaces = [ns for ns, role in await self.store.namespaces(user.name)
+                      if role is not None or ns.owner == user.name]
+        return Profile(user, teams, namespaces)
 
     # teams ---------------------------------------------------------------------------------
 
@@ -112,6 +190,7 @@ class IdentityService:
         if not actor.admin and owner != actor.name:
             raise Forbidden("forbidden", "you can only create teams you own")
         _check_name(name, "team")
+        _check_description(description)
         team = Team(name, description)
         await self.store.create_team(team, owner)
         await self._audit.record("team.create", actor.name, subject=name, team=name,
@@ -150,6 +229,14 @@ class IdentityService:
             raise Forbidden("forbidden", "only members and admins see a team's members")
         return members
 
+    async def get_team(self, actor: Principal, name: str) -> tuple[Team, list[Member]]:
+        """A team and its members, for its members and admins."""
+        members = await self.members(actor, name)
+        team = await self.store.get_team(name)
+        if team is None:
+            raise NotFound("team_not_found", f"no team named {name!r}")
+        return team, members
+
     # namespaces ----------------------------------------------------------------------------
 
     async def create_namespace(
@@ -163,6 +250,7 @@ class IdentityService:
     ) -> Namespace:
         _check_name(name, "namespace")
         _check_visibility(visibility)
+        _check_description(description)
         if not actor.admin:
             if not self._permissions.create_namespace:
                 raise Forbidden("forbidden", "only admins create namespaces here")
@@ -187,6 +275,7 @@ class IdentityService:
             role == "owner" and self._permissions.manage_namespace)
         if not manager:
             raise Forbidden("forbidden", f"only admins and owners manage namespace {name!r}")
+        _check_description(description)
         if visibility is not None:
             _check_visibility(visibility)
             if not actor.admin and not self._permissions.change_visibility:
@@ -215,6 +304,15 @@ class IdentityService:
         records = await self.store.namespaces(actor.name)
         return [ns for ns, role in records
                 if actor.admin or role is not None or ns.owner == actor.name]
+
+    async def get_namespace(self, actor: Principal, name: str) -> Namespace:
+        """A namespace the signed-in ``actor`` may pull from: its own, its teams', protected
+        and public ones. Others are not found, as if they did not exist."""
+        (namespace, role) = await self._namespace(actor, name)
+        if not (actor.admin or role is not None or namespace.owner == actor.name
+                or namespace.visibility != "private"):
+            raise NotFound("namespace_not_found", f"no namespace named {name!r}")
+        return namespace
 
     # tokens --------------------------------------------------------------------------------
 
@@ -250,6 +348,12 @@ class IdentityService:
         return await self.store.list_app_tokens(user)
 
     # rights ------------------------------------------------------------------------------
+
+    async def _user(self, name: str) -> User:
+        found = await self.store.get_user(name)
+        if found is None:
+            raise NotFound("user_not_found", f"no account named {name!r}")
+        return found[0]
 
     async def _namespace(self, actor: Principal, name: str) -> tuple[Namespace, Role | None]:
         records = await self.store.namespaces(actor.name, [name])
@@ -299,9 +403,46 @@ def _check_name(name: str, what: str) -> None:
                       f" (at most 64 characters); {name!r} is not one")
 
 
+def _check_account_changes(
+    actor: Principal,
+    user: User,
+    *,
+    enabled: bool | None,
+    admin: bool | None,
+    password: str | None,
+    email: str | None,
+) -> None:
+    if enabled is False and user.name == actor.name:
+        raise Forbidden("self_disable", "you cannot disable your own account")
+    if admin is False and user.name == actor.name:
+        raise Forbidden("self_demote", "you cannot remove your own admin rights")
+    if password is not None:
+        _check_password(password)
+        if user.kind == "bot":
+            raise Invalid("bot_password", "bots sign in with application tokens only")
+    if email is not None:
+        _check_email(email)
+
+
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise Invalid("weak_password", f"passwords have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise Invalid("invalid_password", f"passwords have at most {MAX_PASSWORD} characters")
+
+
+def _check_email(email: str) -> None:
+    local, at, domain = email.rpartition("@")
+    if (not at or not local or not domain or len(email) > MAX_EMAIL
+            or not email.isprintable() or any(c.isspace() for c in email)):
+        raise Invalid("invalid_email", f"email must look like name@example.com (at most"
+                      f" {MAX_EMAIL} characters, no spaces); {email[:MAX_EMAIL]!r} is not one")
+
+
+def _check_description(description: str | None) -> None:
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise Invalid("invalid_description",
+                      f"a description has at most {MAX_DESCRIPTION} characters")
 
 
 def _check_role(role: str) -> None:

@@ -96,7 +96,8 @@ class Authenticator:
         self._policy = policy
         self._on_login = on_login
         self._key = secrets.token_bytes(32)
-        self._verified: dict[bytes, float] = {}
+        # account name → (fingerprint of the credentials verified, when that stops counting)
+        self._verified: dict[str, tuple[bytes, float]] = {}
 
     async def authenticate(self, username: str, secret: str) -> Principal:
         """The principal these credentials prove, or Unauthorized saying what is wrong."""
@@ -148,12 +149,21 @@ class Authenticator:
         found = await self._store.get_user(username)
         user, password_hash = found or (None, None)
         now = datetime.now(UTC)
-        if user is not None and user.locked_until is not None and user.locked_until > now:
-            raise Unauthorized(
-                "account_locked",
-                f"too many failed logins; try again after {user.locked_until:%H:%M:%S} UTC",
-                _CHALLENGE,
-            )
+        if user is not None and (not user.enabled or user.locked_until is not None):
+            # A disabled or locked account forgets its verified credentials.
+            self._verified.pop(username, None)
+        if user is not None and user.locked_until is not None:
+            if user.locked_until > now:
+                raise Unauthorized(
+                    "account_locked",
+                    f"too many failed logins; try again after {user.locked_until:%H:%M:%S} UTC",
+                    _CHALLENGE,
+                )
+            # The lock ran out: count anew, so that only max_failures consecutive failures
+            # lock again (not the first one after the lock).
+            await self._store.record_login(username, success=True,
+                                           max_failures=self._policy.max_failures,
+                                           lock_until=now)
         if user is None:
             # Unknown names still pay one verification: timing does not tell which exist.
             await asyncio.to_thread(verify_password, None, password)
@@ -162,20 +172,23 @@ class Authenticator:
             self._key, f"{username}\0{password}\0{password_hash}".encode(), hashlib.sha256
         ).digest()
         loop = asyncio.get_running_loop()
-        if self._verified.get(fingerprint, 0.0) < loop.time():
+        cached = self._verified.get(username)
+        if cached is None or cached[1] < loop.time() or not hmac.compare_digest(
+                cached[0], fingerprint):
             if not await asyncio.to_thread(verify_password, password_hash, password):
                 await self._failed(username, user)
+            if not user.enabled:
+                await self._report(username, success=False, reason="account disabled")
+                raise Unauthorized("account_disabled",
+                                   f"the account {username!r} is disabled", _CHALLENGE)
             if len(self._verified) >= CACHE_ENTRIES:
                 self._verified.clear()
-            self._verified[fingerprint] = loop.time() + self._policy.cache_seconds
+            self._verified[username] = (fingerprint, loop.time() + self._policy.cache_seconds)
             if user.failed_logins:
                 await self._store.record_login(username, success=True,
                                                max_failures=self._policy.max_failures,
                                                lock_until=now)
             await self._report(username, success=True, reason="password")
-        if not user.enabled:
-            raise Unauthorized("account_disabled", f"the account {username!r} is disabled",
-                               _CHALLENGE)
         return _principal(user, "password")
 
     async def _failed(self, username: str, user: User | None) -> NoReturn:

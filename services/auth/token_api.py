@@ -9,14 +9,14 @@ distribution docs/spec/auth/token.md (GET, Basic credentials or none) and oauth.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from services.auth.access import AUTHENTICATOR, AUTHORITY
 from services.auth.policy import ANONYMOUS, Principal
@@ -33,25 +33,54 @@ log = logging.getLogger("dockyard.token")
 REFRESH_TOKEN_PREFIX = "dyrt_"  # noqa: S105 - a prefix, not a secret
 routes = web.RouteTableDef()
 
+# The error codes docker clients know (distribution registry/api/errcode), by status.
+_DISTRIBUTION_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 429: "TOOMANYREQUESTS"}
+
 
 class RateLimits:
-    """Moving-window limits on token requests per client address and per account name."""
+    """Moving-window limits on token requests per client address and per account name: at most
+    ``per_ip`` (``per_user``) accepted requests in any minute.
 
-    def __init__(self, per_ip: int, per_user: int) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._per_ip = RateLimitItemPerMinute(per_ip)
-        self._per_user = RateLimitItemPerMinute(per_user)
+    Each key keeps the times of its accepted requests of the last minute, at most its limit of
+    them, so a check costs O(1) however many clients there are; keys idle for a minute are
+    dropped once a minute. (limits' MemoryStorage moving window, used before, prepended to a
+    list per hit and swept every key through a thread on nearly every request.)
+    """
+
+    WINDOW = 60.0
+
+    def __init__(
+        self, per_ip: int, per_user: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._per_ip = per_ip
+        self._per_user = per_user
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._next_sweep = clock() + self.WINDOW
 
     async def check(self, address: str, username: str | None) -> None:
-        for item, key in ((self._per_ip, f"ip:{address}"), (self._per_user, f"user:{username}")):
-            if key == "user:None":
-                continue
-            if not await self._limiter.hit(item, key):
-                stats = await self._limiter.get_window_stats(item, key)
-                retry = max(1, int(stats.reset_time - time.time()) + 1)
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        keys = [(f"ip:{address}", self._per_ip)]
+        if username is not None:
+            keys.append((f"user:{username}", self._per_user))
+        for key, limit in keys:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.WINDOW:
+                hits.popleft()
+            if len(hits) >= limit:
+                retry = max(1, math.ceil(hits[0] + self.WINDOW - now))
                 raise TooManyRequests("too_many_requests",
-                              f"too many token requests; retry in {retry} s",
-                              {"Retry-After": str(retry)})
+                                      f"too many token requests; retry in {retry} s",
+                                      {"Retry-After": str(retry)})
+        for key, _ in keys:
+            self._hits[key].append(now)
+
+    def _sweep(self, now: float) -> None:
+        self._hits = {key: hits for key, hits in self._hits.items()
+                      if hits and hits[-1] > now - self.WINDOW}
+        self._next_sweep = now + self.WINDOW
 
 
 RATE_LIMITS = web.AppKey("auth.rate_limits", RateLimits)
@@ -84,7 +113,11 @@ async def get_token(request: web.Request) -> web.Response:
 @routes.post("/v2/token")
 async def post_token(request: web.Request) -> web.Response:
     try:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError:  # a multipart body without a boundary, and the like
+            raise Invalid("invalid_request",
+                          "send the form as application/x-www-form-urlencoded") from None
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         _check_service(request, fields.get("service"))
         client_id = fields.get("client_id", "")
@@ -130,10 +163,13 @@ async def _issue(
     authority = request.app[AUTHORITY]
     grants = await authority.grants(principal, scopes)
     issued = authority.sign(principal, grants)
-    log.info("token issued", extra={
-        "sub": principal.name or "", "credential": principal.credential,
-        "granted": [_scope_string(g) for g in grants],
-    })
+    # One line per token is an access log (docker asks for a token per repository it touches):
+    # debug only, like aiohttp's access log. Logins are audited as identity events.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("token issued", extra={
+            "sub": principal.name or "", "credential": principal.credential,
+            "granted": [_scope_string(g) for g in grants],
+        })
     return issued, grants
 
 
@@ -179,7 +215,8 @@ def _rfc3339(epoch: int) -> str:
 def _error(exc: DyError) -> web.Response:
     body = {
         "error": {"code": exc.code, "message": exc.message},
-        "errors": [{"code": exc.code.upper(), "message": exc.message}],
+        "errors": [{"code": _DISTRIBUTION_CODES.get(exc.status, "UNSUPPORTED"),
+                    "message": exc.message, "detail": exc.code}],
     }
     response = web.json_response(body, status=exc.status)
     response.headers.update(exc.headers)
