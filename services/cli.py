@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 
 from services.auth.app import open_auth
@@ -134,8 +135,10 @@ def _run(
         app.cleanup_ctx.insert(0, registry)
     log.info("serving", extra={"listen": config.server.listen, "services": services})
     # handler_cancellation: a client that goes away (a closed live stream) frees its handler.
+    # uvloop: the webhook's HTTP handling is the ingest path's largest cost on the default loop.
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
-                access_log=logging.getLogger("aiohttp.access"), handler_cancellation=True)
+                access_log=logging.getLogger("aiohttp.access"), handler_cancellation=True,
+                loop=uvloop.new_event_loop())
 
 
 @dataclass

@@ -10,11 +10,13 @@ from services.auth import app as auth_app
 from services.core.config import Config
 from services.core.http import error_middleware, json_response
 from services.core.metrics import Metrics
+from services.core.priority import Priority
 from services.core.web import (
     CONFIG,
     CONSUMERS,
     HEALTH,
     METRICS,
+    PRIORITY,
     HealthChecks,
     consumers_ctx,
     shared_resources_ctx,
@@ -39,6 +41,7 @@ def build_app(config: Config, services: Iterable[str] = SERVICES) -> web.Applica
     app[METRICS] = Metrics()
     app[HEALTH] = HealthChecks()
     app[CONSUMERS] = []
+    app[PRIORITY] = Priority()
     app.cleanup_ctx.append(shared_resources_ctx)
     for name in services:
         SERVICES[name](app)

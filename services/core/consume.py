@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from services.core.eventlog import Delivered, EventLog, Record
 from services.core.metrics import Metrics
+from services.core.priority import Priority
 
 __all__ = ["Consumer", "Handler", "dead_letter_topic", "run_consumer"]
 
@@ -43,15 +44,23 @@ def dead_letter_topic(topic: str) -> str:
 
 
 async def run_consumer(
-    event_log: EventLog, consumer: Consumer, metrics: Metrics, *, backoff_seconds: float = 0.5
+    event_log: EventLog,
+    consumer: Consumer,
+    metrics: Metrics,
+    *,
+    backoff_seconds: float = 0.5,
+    priority: Priority | None = None,
 ) -> None:
-    """Consume until cancelled."""
+    """Consume until cancelled; with ``priority``, step aside while ingest is busy."""
     subscription = await event_log.subscribe(consumer.topic, consumer.group)
     group = consumer.group
     log.info("consumer started", extra={"group": group, "topic": consumer.topic})
     try:
         while True:
-            batch = await subscription.fetch(consumer.batch_size, timeout=5.0)
+            size = consumer.batch_size
+            if priority is not None:
+                size = await priority.background_turn(size)
+            batch = await subscription.fetch(size, timeout=5.0)
             if batch:
                 started = time.perf_counter()
                 await _apply(event_log, consumer, metrics, batch, backoff_seconds)

@@ -19,6 +19,7 @@ from services.core.consume import Consumer, run_consumer
 from services.core.eventlog import EventLog
 from services.core.eventlog.sqlite import SqliteEventLog
 from services.core.metrics import Metrics
+from services.core.priority import Priority
 from services.core.registry import RegistryClient
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "EVENT_LOG",
     "HEALTH",
     "METRICS",
+    "PRIORITY",
     "REGISTRY",
     "SERVICE_TOKENS",
     "HealthChecks",
@@ -56,6 +58,7 @@ EVENT_LOG = web.AppKey("event_log", EventLog)
 REGISTRY = web.AppKey("registry", RegistryClient)
 HEALTH = web.AppKey("health", HealthChecks)
 CONSUMERS = web.AppKey("consumers", list[Consumer])
+PRIORITY = web.AppKey("priority", Priority)
 # Tokens for Dockyard's own registry calls (scope → token), set by the auth service.
 ServiceTokens = Callable[[str], Awaitable[str]]
 SERVICE_TOKENS: web.AppKey[ServiceTokens] = web.AppKey("service_tokens")
@@ -97,7 +100,8 @@ async def consumers_ctx(app: web.Application) -> AsyncIterator[None]:
     """Runs every registered consumer group as a task; cancels them at shutdown."""
     tasks = [
         asyncio.create_task(
-            run_consumer(app[EVENT_LOG], consumer, app[METRICS]), name=f"consumer-{consumer.group}"
+            run_consumer(app[EVENT_LOG], consumer, app[METRICS], priority=app[PRIORITY]),
+            name=f"consumer-{consumer.group}",
         )
         for consumer in app[CONSUMERS]
     ]

@@ -20,7 +20,7 @@ from services.core.config import Config
 from services.core.eventlog import Record
 from services.core.http import ApiError, decode_cursor, encode_cursor, page, query_limit
 from services.core.reference import is_valid_repository, namespace_of
-from services.core.web import CONFIG, EVENT_LOG, METRICS
+from services.core.web import CONFIG, EVENT_LOG, METRICS, PRIORITY
 from services.ingest.activity import ACTIVITY_TYPES
 from services.ingest.consumers import REGISTRY_EVENTS
 from services.ingest.models import Activity, ActivityFilter
@@ -52,6 +52,11 @@ routes = web.RouteTableDef()
 @routes.post("/v2/webhooks/events")
 async def receive_events(request: web.Request) -> web.Response:
     """Registry notifications in; 2xx only once every event is durably on the log."""
+    with request.app[PRIORITY].foreground():
+        return await _receive_events(request)
+
+
+async def _receive_events(request: web.Request) -> web.Response:
     config: Config = request.app[CONFIG]
     metrics = request.app[METRICS]
     expected = f"Bearer {config.webhook.secret}".encode()

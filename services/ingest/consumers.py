@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
 from services.auth.audit import IDENTITY_EVENTS
@@ -23,6 +24,7 @@ log = logging.getLogger("dockyard.ingest")
 REGISTRY_EVENTS = "registry-events"
 # Manifests fetched at once while applying a batch.
 FETCH_CONCURRENCY = 8
+DESCRIBED_CACHE = 4096
 
 
 def _events(batch: Sequence[Delivered]) -> list[RegistryEvent]:
@@ -36,6 +38,9 @@ class CatalogConsumer:
         self._store = store
         self._registry = registry
         self._fetching = asyncio.Semaphore(FETCH_CONCURRENCY)
+        # Manifests are content-addressed, so what a digest describes never changes: a retag,
+        # a copy to another repository or a sync's synthetic push need no second fetch.
+        self._described: OrderedDict[str, FetchedManifest] = OrderedDict()
 
     async def __call__(self, batch: Sequence[Delivered]) -> None:
         events = _events(batch)
@@ -49,6 +54,9 @@ class CatalogConsumer:
     async def _fetch(self, event: RegistryEvent) -> FetchedManifest | None:
         if not needs_manifest(event) or event.digest is None:
             return None
+        if (known := self._described.get(event.digest)) is not None:
+            self._described.move_to_end(event.digest)
+            return known
         async with self._fetching:
             try:
                 manifest = await self._registry.get_manifest(event.repository, event.digest)
@@ -60,7 +68,12 @@ class CatalogConsumer:
             sizes: dict[str, int | None] = {}
             for platform in info.platforms:
                 sizes[platform.digest] = await self._child_size(event.repository, platform.digest)
-        return FetchedManifest(manifest.digest, info, sizes)
+        fetched = FetchedManifest(manifest.digest, info, sizes)
+        if None not in sizes.values():
+            self._described[manifest.digest] = fetched
+            if len(self._described) > DESCRIBED_CACHE:
+                self._described.popitem(last=False)
+        return fetched
 
     async def _child_size(self, repository: str, digest: str) -> int | None:
         try:

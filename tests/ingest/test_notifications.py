@@ -206,10 +206,10 @@ BAD_ENVELOPES = [
     pytest.param(b'{"events": [', V1, 400, "malformed_json", "body is not valid JSON",
                  id="truncated JSON"),
     pytest.param(b"", V1, 400, "malformed_json", "body is not valid JSON", id="empty body"),
-    pytest.param(b'{"events": NaN}', V1, 400, "malformed_json", "NaN is not a JSON value",
+    pytest.param(b'{"events": NaN}', V1, 400, "malformed_json", "not valid JSON",
                  id="NaN"),
-    pytest.param(b'{"events": "\xff"}', V1, 400, "malformed_json", "utf-8", id="not UTF-8"),
-    pytest.param(b"[" * 100_000, V1, 400, "malformed_json", "recursion", id="nested too deep"),
+    pytest.param(b'{"events": "\xff"}', V1, 400, "malformed_json", "UTF-8", id="not UTF-8"),
+    pytest.param(b"[" * 100_000, V1, 400, "malformed_json", "not valid JSON", id="nested too deep"),
     # envelope
     pytest.param(b"[]", V1, 422, "invalid_envelope", "body: must be object",
                  id="not an object"),

@@ -13,6 +13,8 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from services.core.eventlog.ports import Delivered, Record
@@ -49,6 +51,8 @@ class SqliteEventLog:
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
         self._db = Database(path, MIGRATIONS, synchronous=synchronous)
         self._appended: dict[str, asyncio.Event] = {}
+        self._pending: list[_Append] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._active_groups: set[tuple[str, str]] = set()
 
     async def open(self) -> None:
@@ -61,22 +65,35 @@ class SqliteEventLog:
         await self._db.ping()
 
     async def append(self, topic: str, records: Sequence[Record]) -> None:
+        """Append atomically; concurrent appends share one transaction (group commit).
+
+        Each append gets its own savepoint inside the shared transaction, so a failing one
+        appends nothing and the others still commit; one fsync then covers them all.
+        """
         if not records:
             return
-        now = time.time()
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(_Append(topic, records, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
 
-        def insert(conn: sqlite3.Connection) -> None:
-            last = conn.execute(
-                "SELECT coalesce(max(offset), 0) FROM records WHERE topic = ?", (topic,)
-            ).fetchone()[0]
-            conn.executemany(
-                "INSERT INTO records (topic, offset, key, value, appended_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(topic, last + i, r.key, r.value, now) for i, r in enumerate(records, 1)],
-            )
-
-        await self._db.write(insert)
-        self._wake(topic)
+    async def _flush(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            try:
+                failures = await self._db.write(partial(_insert_group, group=group))
+            except Exception as exc:  # noqa: BLE001 - the commit failed: every append did
+                failures = [exc] * len(group)
+            for pending, failure in zip(group, failures, strict=True):
+                if pending.done.done():
+                    continue  # the appender was cancelled; its records are in or out as above
+                if failure is None:
+                    pending.done.set_result(None)
+                else:
+                    pending.done.set_exception(failure)
+            for topic in {pending.topic for pending in group}:
+                self._wake(topic)
 
     async def subscribe(self, topic: str, group: str) -> SqliteSubscription:
         if (topic, group) in self._active_groups:
@@ -134,6 +151,41 @@ class SqliteEventLog:
 
     def _appended_event(self, topic: str) -> asyncio.Event:
         return self._appended.setdefault(topic, asyncio.Event())
+
+
+@dataclass(slots=True)
+class _Append:
+    topic: str
+    records: Sequence[Record]
+    done: asyncio.Future[None]
+
+
+def _insert_group(conn: sqlite3.Connection, *, group: list[_Append]) -> list[Exception | None]:
+    now = time.time()
+    last: dict[str, int] = {}
+    failures: list[Exception | None] = []
+    for number, pending in enumerate(group):
+        topic = pending.topic
+        if topic not in last:
+            last[topic] = conn.execute(
+                "SELECT coalesce(max(offset), 0) FROM records WHERE topic = ?", (topic,)
+            ).fetchone()[0]
+        conn.execute(f"SAVEPOINT append_{number}")
+        try:
+            conn.executemany(
+                "INSERT INTO records (topic, offset, key, value, appended_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(topic, last[topic] + i, r.key, r.value, now)
+                 for i, r in enumerate(pending.records, 1)],
+            )
+        except Exception as exc:  # noqa: BLE001 - reported to that appender alone
+            conn.execute(f"ROLLBACK TO append_{number}")
+            failures.append(exc)
+        else:
+            last[topic] += len(pending.records)
+            failures.append(None)
+        conn.execute(f"RELEASE append_{number}")
+    return failures
 
 
 class SqliteSubscription:

@@ -379,35 +379,7 @@ class SqliteActivityStore:
     async def search(
         self, where: ActivityFilter, *, before: tuple[int, int] | None, limit: int
     ) -> list[tuple[tuple[int, int], Activity]]:
-        clauses: list[str] = []
-        args: list[object] = []
-        for column, value in (("repository", where.repository), ("namespace", where.namespace),
-                              ("actor", where.actor)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        if where.types:
-            clauses.append(f"type IN ({','.join('?' * len(where.types))})")
-            args.extend(where.types)
-        if where.since is not None:
-            clauses.append("time_us >= ?")
-            args.append(micros(where.since))
-        if where.until is not None:
-            clauses.append("time_us < ?")
-            args.append(micros(where.until))
-        if where.visible is not None:
-            clauses.append(
-                "audience = 'namespace' AND namespace IN (SELECT value FROM json_each(?))"
-            )
-            args.append(json.dumps(sorted(where.visible)))
-        if before is not None:
-            clauses.append("(time_us, seq) < (?, ?)")
-            args.extend(before)
-        sql = (
-            f"SELECT {_ACTIVITY_COLUMNS} FROM activities"
-            f" {'WHERE ' + ' AND '.join(clauses) if clauses else ''}"
-            " ORDER BY time_us DESC, seq DESC LIMIT ?"
-        )
+        sql, args = _search_sql(where, before)
         rows = await self.db.read(lambda conn: conn.execute(sql, (*args, limit)).fetchall())
         return [((row[8], row[0]), _activity(row)) for row in rows]
 
@@ -425,6 +397,58 @@ class SqliteActivityStore:
             lambda conn: conn.execute("SELECT coalesce(max(seq), 0) FROM activities").fetchone()
         )
         return int(row[0])
+
+
+def _search_sql(
+    where: ActivityFilter, before: tuple[int, int] | None
+) -> tuple[str, list[object]]:
+    """The feed query: newest first, walking one index ending in (time_us, seq).
+
+    Without statistics SQLite may pick the index of a filter that matches most rows (type);
+    so the most selective filter given drives, in the order repository, actor, namespace,
+    type, visible namespaces, and the others are written ``+column``, which keeps SQLite from
+    using their indexes (sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_).
+    """
+    clauses: list[str] = []
+    args: list[object] = []
+    driving = True
+
+    def term(column: str, condition: str) -> str:
+        nonlocal driving
+        prefix = "" if driving else "+"
+        driving = False
+        return f"{prefix}{column} {condition}"
+
+    for column, value in (("repository", where.repository), ("actor", where.actor),
+                          ("namespace", where.namespace)):
+        if value is not None:
+            clauses.append(term(column, "= ?"))
+            args.append(value)
+    if where.types:
+        clauses.append(term("type", f"IN ({','.join('?' * len(where.types))})"))
+        args.extend(where.types)
+    if where.visible is not None:
+        clauses.append("audience = 'namespace'")
+        clauses.append(term("namespace", "IN (SELECT value FROM json_each(?))"))
+        args.append(json.dumps(sorted(where.visible)))
+    if where.since is not None:
+        clauses.append("time_us >= ?")
+        args.append(micros(where.since))
+    until = None if where.until is None else micros(where.until)
+    if before is not None:
+        clauses.append("(time_us, seq) < (?, ?)")
+        args.extend(before)
+    # A cursor older than ``until`` already bounds the walk; a second upper bound would make
+    # SQLite start the walk at ``until`` and read every row down to the cursor.
+    if until is not None and (before is None or before[0] >= until):
+        clauses.append("time_us < ?")
+        args.append(until)
+    sql = (
+        f"SELECT {_ACTIVITY_COLUMNS} FROM activities"
+        f" {'WHERE ' + ' AND '.join(clauses) if clauses else ''}"
+        " ORDER BY time_us DESC, seq DESC LIMIT ?"
+    )
+    return sql, args
 
 
 _ACTIVITY_COLUMNS = (
