@@ -10,7 +10,7 @@ DATA    ?= data
 RUN_DEBS  := docker-registry
 TEST_DEBS := docker-registry skopeo
 
-.PHONY: run test lint unit bench clean debs-run debs-test
+.PHONY: run test lint bench clean debs-run debs-test
 
 run: $(VENV)/.run debs-run
 	$(BIN)/dockyard up --data-dir $(DATA)
@@ -26,6 +26,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/activity_feed.py
 	$(BIN)/python bench/push_to_visible.py
+	$(BIN)/python bench/token_issuance.py
 
 # Debian packages: installed only when missing, so repeated runs cost nothing.
 debs-run:
