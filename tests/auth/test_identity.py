@@ -361,7 +361,8 @@ async def test_an_account_update_makes_and_audits_only_real_changes(world: World
     assert (user.enabled, user.admin, user.email) == (False, True, "vera@example.com")
     await identity.update_user(ADMIN, "vera", enabled=False, admin=True)  # nothing new
     assert [(e["type"], e["actor"], e["subject"]) for e in await world.events()] == [
-        ("user.change_admin", "admin", "vera"), ("user.disable", "admin", "vera")]
+        ("user.change_email", "admin", "vera"), ("user.change_admin", "admin", "vera"),
+        ("user.disable", "admin", "vera")]
 
 
 async def test_administrators_cannot_lock_themselves_out(world: World) -> None:

@@ -1,0 +1,851 @@
+"""``GET``/``POST /v2/token`` as the docker CLI and the registry see them.
+
+distribution docs/spec/auth/token.md, jwt.md and oauth.md, as PROTOCOLS.md summarises them:
+the response shape, the JWT header (x5c, libtrust kid) and claims (``aud`` a string, ``sub``
+the authenticated account), partial grants, the refresh flow, 401/400/429 cases, the verified
+credential cache, and that no secret reaches a log line or a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+import httpx
+import jwt
+import pytest
+from argon2 import PasswordHasher
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from services.auth import service as auth_service
+from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY
+from services.auth.app import keyring
+from services.auth.identity import IdentityService
+from services.auth.keys import libtrust_key_id
+from services.auth.policy import Principal, Visibility
+from services.auth.token_api import RateLimits
+from services.core.config import Config
+from services.core.errors import TooManyRequests
+from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
+
+ADMIN = Principal("admin", "user", admin=True)
+TTL = 120
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+PASSWORDS = {
+    "alice": "alice-secret-password",
+    "bob": "bob-secret-password",
+    "olivia": "olivia-secret-password",
+    "carl": "carl-secret-password",
+    "vera": "vera-secret-password",
+    "john.doe": "john-secret-password",
+}
+
+
+@dataclass
+class World:
+    """Who exists: team ``devs`` (owner olivia, contributor carl, viewer vera, bot robot)
+    owns the namespaces ``team`` (private), ``inner`` (protected) and ``open`` (public);
+    alice, bob and john.doe have only their personal namespaces; alice and robot hold app
+    tokens."""
+
+    dockyard: Dockyard
+    client: httpx.AsyncClient  # no credentials of its own
+    alice_token: str
+    robot_token: str
+
+    @property
+    def identity(self) -> IdentityService:
+        return self.dockyard.app[IDENTITY]
+
+    @property
+    def service(self) -> str:
+        return self.dockyard.config.auth.service
+
+    async def get(
+        self,
+        *scopes: str,
+        auth: tuple[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        **params: str,
+    ) -> httpx.Response:
+        query = [("service", self.service), *(("scope", s) for s in scopes), *params.items()]
+        return await self.client.get("/v2/token", params=query, auth=auth, headers=headers)
+
+    async def post(self, **form: str) -> httpx.Response:
+        fields = {"service": self.service, "client_id": "docker", **form}
+        return await self.client.post("/v2/token", data=fields)
+
+    async def claims(self, *scopes: str, auth: tuple[str, str] | None = None,
+                     **params: str) -> dict[str, Any]:
+        response = await self.get(*scopes, auth=auth, **params)
+        assert response.status_code == 200, response.text
+        return unverified(response.json()["token"])
+
+    async def access(
+        self, *scopes: str, auth: tuple[str, str] | None = None
+    ) -> dict[str, list[str]]:
+        """``name → actions`` of the token's access entries."""
+        claims = await self.claims(*scopes, auth=auth)
+        return {entry["name"]: entry["actions"] for entry in claims["access"]}
+
+
+def unverified(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+def login(name: str) -> tuple[str, str]:
+    return (name, PASSWORDS[name])
+
+
+# argon2id at its lowest cost for the accounts made here: the hash records its parameters, so
+# logins verify it as usual, in 1 ms instead of 90. Hashing cost is not what these tests test.
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+async def populate(dockyard: Dockyard) -> tuple[str, str]:
+    identity = dockyard.app[IDENTITY]
+    with patch("services.auth.identity.hash_password", _CHEAP_HASHER.hash):
+        for name, password in PASSWORDS.items():
+            await identity.create_user(ADMIN, name, email="", password=password)
+    await identity.create_team(ADMIN, "devs", owner="olivia")
+    await identity.set_member(ADMIN, "devs", "carl", "contributor")
+    await identity.set_member(ADMIN, "devs", "vera", "viewer")
+    namespaces: list[tuple[str, Visibility]] = [
+        ("team", "private"), ("inner", "protected"), ("open", "public")]
+    for namespace, visibility in namespaces:
+        await identity.create_namespace(ADMIN, namespace, team="devs", visibility=visibility)
+    await identity.create_bot(ADMIN, "robot", team="devs", role="contributor")
+    _, alice_token = await identity.create_token(ADMIN, "alice", "laptop")
+    _, robot_token = await identity.create_token(ADMIN, "robot", "ci")
+    return alice_token, robot_token
+
+
+@asynccontextmanager
+async def world_of(tmp_path: Path, **overrides: str) -> AsyncIterator[World]:
+    # initialise() runs its own event loop: not on this one
+    config = await asyncio.to_thread(initialised, tmp_path, "http://127.0.0.1:9",
+                                     auth_token_ttl_seconds=str(TTL), **overrides)
+    async with running_dockyard(config) as dockyard, \
+            httpx.AsyncClient(base_url=dockyard.url, timeout=30) as client:
+        alice_token, robot_token = await populate(dockyard)
+        yield World(dockyard, client, alice_token, robot_token)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with world_of(tmp_path) as running:
+        yield running
+
+
+def error_code(response: httpx.Response) -> str:
+    """Dockyard's ``error.code``, once both error shapes are checked: ``error`` and
+    distribution's ``errors`` list (which the docker CLI prints), with the same message."""
+    body = response.json()
+    assert body["error"]["message"]
+    (first,) = body["errors"]
+    assert first["message"] == body["error"]["message"]
+    assert first["code"]
+    assert first["code"] == first["code"].upper()
+    code: str = body["error"]["code"]
+    return code
+
+
+def distribution_code(response: httpx.Response) -> str:
+    code: str = response.json()["errors"][0]["code"]
+    return code
+
+
+# the response and the JWT ------------------------------------------------------------------
+
+async def test_the_response_shape(world):
+    before = datetime.now(UTC).replace(microsecond=0)
+    response = await world.get("repository:team/app:pull", auth=login("olivia"))
+    after = datetime.now(UTC)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"token", "access_token", "expires_in", "issued_at"}
+    assert body["token"] == body["access_token"]
+    assert body["expires_in"] == TTL
+    assert RFC3339_UTC.fullmatch(body["issued_at"]), body["issued_at"]
+    issued_at = datetime.fromisoformat(body["issued_at"])
+    assert before <= issued_at <= after
+    assert int(issued_at.timestamp()) == unverified(body["token"])["iat"]
+
+
+async def test_the_header_names_the_active_key_and_carries_its_certificate(world):
+    config: Config = world.dockyard.config
+    token = (await world.get("repository:team/app:pull", auth=login("olivia"))).json()["token"]
+    header = jwt.get_unverified_header(token)
+    active = keyring(config).active()
+
+    assert header["typ"] == "JWT"
+    assert header["alg"] == "ES256"
+    assert header["x5c"] == active.x5c
+    certificate = x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0]))
+    public_key = certificate.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    assert header["kid"] == active.kid == libtrust_key_id(public_key)
+    # the certificate is the one the registry trusts (auth.token.rootcertbundle)
+    bundle = x509.load_pem_x509_certificates(config.path(config.auth.certificate_bundle)
+                                              .read_bytes())
+    assert certificate in bundle
+    # and the signature verifies with it, as the registry checks it
+    claims = jwt.decode(token, public_key, algorithms=["ES256"], audience=config.auth.service,
+                        issuer=config.auth.issuer)
+    assert claims["sub"] == "olivia"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB"), public_key,
+                   algorithms=["ES256"], audience=config.auth.service)
+
+
+async def test_the_claims(world):
+    config: Config = world.dockyard.config
+    now = int(datetime.now(UTC).timestamp())
+    claims = await world.claims("repository:team/app:pull,push", auth=login("carl"))
+
+    assert claims["iss"] == config.auth.issuer
+    assert claims["aud"] == config.auth.service
+    assert isinstance(claims["aud"], str)  # registry 2.8 refuses an array
+    assert claims["sub"] == "carl"
+    for name in ("exp", "nbf", "iat"):
+        assert type(claims[name]) is int
+    assert abs(claims["iat"] - now) <= 2
+    assert claims["exp"] - claims["iat"] == TTL
+    assert claims["nbf"] <= claims["iat"]
+    assert claims["iat"] - claims["nbf"] < 60  # within the registry's clock skew allowance
+    assert isinstance(claims["jti"], str)
+    assert len(claims["jti"]) >= 16
+    assert claims["access"] == [
+        {"type": "repository", "name": "team/app", "actions": ["pull", "push"]},
+    ]
+
+
+async def test_every_token_has_its_own_jti(world):
+    tokens = await asyncio.gather(*(world.claims("repository:team/app:pull", auth=login("vera"))
+                                    for _ in range(20)))
+    assert len({claims["jti"] for claims in tokens}) == 20
+
+
+async def test_access_entries_carry_the_plain_type(world):
+    claims = await world.claims("repository(plugin):team/app:pull", auth=login("olivia"))
+    assert claims["access"] == [{"type": "repository", "name": "team/app", "actions": ["pull"]}]
+
+
+async def test_several_scopes_repeated_and_space_separated(world):
+    access = await world.access("repository:team/app:pull,push repository:open/lib:pull",
+                                "repository:inner/x:pull", "repository:team/app:delete",
+                                auth=login("carl"))
+    assert access == {"team/app": ["pull", "push"], "open/lib": ["pull"], "inner/x": ["pull"]}
+
+
+async def test_a_host_in_the_scope_name(world):
+    access = await world.access("repository:localhost:5000/team/app:pull,push",
+                                auth=login("carl"))
+    assert access == {"localhost:5000/team/app": ["pull", "push"]}
+    assert await world.access("repository:localhost:5000/team/app:pull",
+                              auth=login("alice")) == {}
+
+
+async def test_the_configured_ttl_is_expires_in(tmp_path):
+    async with world_of(tmp_path) as world:
+        body = (await world.get("repository:open/app:pull")).json()
+        assert body["expires_in"] == TTL
+        claims = unverified(body["token"])
+        assert claims["exp"] - claims["iat"] == TTL
+
+
+# who gets what -----------------------------------------------------------------------------
+
+async def test_anonymous_callers_get_public_pulls_only(world):
+    claims = await world.claims("repository:open/app:pull,push", "repository:inner/app:pull",
+                                "repository:team/app:pull", "repository:nginx:pull",
+                                "repository:alice/app:pull", "registry:catalog:*")
+    assert claims["sub"] == ""
+    assert claims["access"] == [{"type": "repository", "name": "open/app", "actions": ["pull"]}]
+
+
+async def test_anonymous_pull_can_be_switched_off(tmp_path):
+    async with world_of(tmp_path, auth_anonymous_pull="false") as world:
+        assert await world.access("repository:open/app:pull") == {}
+        assert await world.access("repository:open/app:pull", auth=login("alice")) == {
+            "open/app": ["pull"]}
+
+
+async def test_partial_grants(world):
+    scopes = ("repository:team/app:pull,push,delete", "repository:nowhere/app:pull",
+              "repository:inner/app:pull,push", "repository:bob/app:pull")
+    assert await world.access(*scopes, auth=login("vera")) == {
+        "team/app": ["pull"], "inner/app": ["pull"]}
+    assert await world.access(*scopes, auth=login("carl")) == {
+        "team/app": ["pull", "push"], "inner/app": ["pull", "push"]}
+    assert await world.access(*scopes, auth=login("olivia")) == {
+        "team/app": ["delete", "pull", "push"], "inner/app": ["pull", "push"]}
+    assert await world.access(*scopes, auth=login("alice")) == {"inner/app": ["pull"]}
+    assert await world.access(*scopes, auth=login("bob")) == {
+        "inner/app": ["pull"], "bob/app": ["pull"]}
+    assert await world.access(*scopes, auth=("admin", ADMIN_PASSWORD)) == {
+        "team/app": ["delete", "pull", "push"], "nowhere/app": ["pull"],
+        "inner/app": ["pull", "push"], "bob/app": ["pull"]}
+
+
+async def test_a_token_granting_nothing_is_still_a_token(world):
+    response = await world.get("repository:team/app:push", auth=login("alice"))
+    assert response.status_code == 200
+    assert unverified(response.json()["token"])["access"] == []
+
+
+async def test_no_scope_is_a_login_check(world):
+    claims = await world.claims(auth=login("alice"))
+    assert claims["sub"] == "alice"
+    assert claims["access"] == []
+
+
+async def test_star_asks_for_everything_allowed(world):
+    assert await world.access("repository:team/app:*", auth=login("carl")) == {
+        "team/app": ["pull", "push"]}
+
+
+async def test_personal_namespaces(world):
+    assert await world.access("repository:alice/app:pull,push,delete",
+                              auth=login("alice")) == {"alice/app": ["delete", "pull", "push"]}
+    assert await world.access("repository:alice/app:pull", auth=login("bob")) == {}
+
+
+async def test_a_namespace_with_a_dot_is_not_a_registry_host(world):
+    """``john.doe/app`` is john.doe's repository (the registry asks for it by that name), not
+    ``app`` on a registry called john.doe: another user must not be judged by the global
+    namespace's visibility (protected: anyone signed in pulls)."""
+    assert await world.access("repository:john.doe/secret:pull", auth=login("bob")) == {}
+    assert await world.access("repository:john.doe/secret:pull") == {}
+    assert await world.access("repository:john.doe/secret:pull,push",
+                              auth=login("john.doe")) == {"john.doe/secret": ["pull", "push"]}
+
+
+async def test_bots_with_app_tokens(world):
+    access = await world.access("repository:team/app:pull,push,delete",
+                                auth=("robot", world.robot_token))
+    assert access == {"team/app": ["pull", "push"]}
+
+
+async def test_the_catalog_is_for_admins_only(world):
+    admin = await world.claims("registry:catalog:*", auth=("admin", ADMIN_PASSWORD))
+    assert admin["access"] == [{"type": "registry", "name": "catalog", "actions": ["*"]}]
+    for auth in (login("alice"), login("olivia"), ("robot", world.robot_token), None):
+        assert (await world.claims("registry:catalog:*", auth=auth))["access"] == []
+
+
+async def test_a_forged_account_changes_nothing(world):
+    claims = await world.claims("repository:team/app:pull,push", "registry:catalog:*",
+                                auth=login("alice"), account="admin")
+    assert claims["sub"] == "alice"
+    assert claims["access"] == []
+    claims = await world.claims("repository:open/app:pull", account="olivia")
+    assert claims["sub"] == ""
+
+
+async def test_dockyards_own_tokens(world):
+    authority = world.dockyard.app[AUTHORITY]
+    pull = unverified(await authority.service_token("repository:team/app:pull,push,delete"))
+    assert pull["sub"] == "dockyard:internal"
+    assert pull["access"] == [{"type": "repository", "name": "team/app", "actions": ["pull"]}]
+    assert pull["exp"] - pull["iat"] <= TTL
+    catalog = unverified(await authority.service_token("registry:catalog:*"))
+    assert catalog["access"] == [{"type": "registry", "name": "catalog", "actions": ["*"]}]
+
+
+# authentication failures -------------------------------------------------------------------
+
+async def assert_401(response: httpx.Response, code: str = "unauthorized") -> None:
+    assert response.status_code == 401, response.text
+    assert error_code(response) == code
+    assert distribution_code(response) == "UNAUTHORIZED"
+    assert "token" not in response.json()
+
+
+async def test_wrong_password(world):
+    await assert_401(await world.get("repository:open/app:pull", auth=("alice", "wrong")))
+
+
+async def test_unknown_user(world):
+    await assert_401(await world.get("repository:open/app:pull", auth=("mallory", "whatever")))
+
+
+async def test_empty_credentials(world):
+    await assert_401(await world.get("repository:open/app:pull", auth=("", "")))
+
+
+async def test_disabled_user(world):
+    await world.identity.set_enabled(ADMIN, "alice", enabled=False)
+    await assert_401(await world.get(auth=login("alice")), "account_disabled")
+    await assert_401(await world.get(auth=("alice", world.alice_token)), "account_disabled")
+
+
+async def test_locked_after_max_failures(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins="3") as world:
+        for _ in range(3):
+            await assert_401(await world.get(auth=("alice", "wrong")))
+        await assert_401(await world.get(auth=login("alice")), "account_locked")
+        # the lock is on the password: other accounts and app tokens are not affected
+        assert (await world.get(auth=login("bob"))).status_code == 200
+        assert (await world.get(auth=("alice", world.alice_token))).status_code == 200
+
+
+async def test_failures_below_the_limit_are_forgiven_by_a_success(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins="3") as world:
+        for _ in range(2):
+            await assert_401(await world.get(auth=("alice", "wrong")))
+        assert (await world.get(auth=login("alice"))).status_code == 200
+        for _ in range(2):
+            await assert_401(await world.get(auth=("alice", "wrong")))
+        assert (await world.get(auth=login("alice"))).status_code == 200
+
+
+async def test_the_lock_runs_out(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins="2",
+                        auth_lockout_seconds="1") as world:
+        for _ in range(2):
+            await assert_401(await world.get(auth=("alice", "wrong")))
+        await assert_401(await world.get(auth=login("alice")), "account_locked")
+        await asyncio.sleep(1.1)
+        # one more failure after the lock ran out is one failure, not a new lock
+        await assert_401(await world.get(auth=("alice", "wrong")))
+        assert (await world.get(auth=login("alice"))).status_code == 200
+
+
+async def test_bots_cannot_sign_in_with_a_password(world):
+    await assert_401(await world.get(auth=("robot", "")))
+    await assert_401(await world.get(auth=("robot", "any-password-at-all")))
+
+
+async def test_revoked_app_token(world):
+    await world.identity.revoke_token(ADMIN, "alice", "laptop")
+    await assert_401(await world.get(auth=("alice", world.alice_token)))
+
+
+async def test_expired_app_token(world):
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    _, secret = await world.identity.create_token(ADMIN, "bob", "brief", expires_at=expires)
+    assert (await world.get(auth=("bob", secret))).status_code == 200
+    await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)
+    await assert_401(await world.get(auth=("bob", secret)))
+
+
+async def test_an_app_token_with_another_username(world):
+    await assert_401(await world.get(auth=("bob", world.alice_token)))
+    await assert_401(await world.get(auth=("admin", world.alice_token)))
+
+
+async def test_an_unknown_app_token(world):
+    await assert_401(await world.get(auth=("alice", "dyat_" + "x" * 43)))
+
+
+async def test_the_token_endpoint_takes_basic_only(world):
+    response = await world.get(headers={"Authorization": f"Bearer {world.alice_token}"})
+    await assert_401(response)
+
+
+async def test_a_401_challenges_for_basic(world):
+    response = await world.get(auth=("alice", "wrong"))
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+# application tokens ------------------------------------------------------------------------
+
+async def test_an_app_token_is_a_docker_password(world):
+    before = datetime.now(UTC)
+    (token,) = await world.identity.tokens(ADMIN, "alice")
+    assert token.last_used_at is None
+
+    claims = await world.claims("repository:alice/app:push", auth=("alice", world.alice_token))
+
+    assert claims["sub"] == "alice"
+    assert claims["access"] == [{"type": "repository", "name": "alice/app", "actions": ["push"]}]
+    (token,) = await world.identity.tokens(ADMIN, "alice")
+    assert token.last_used_at is not None
+    assert before - timedelta(seconds=1) <= token.last_used_at <= datetime.now(UTC)
+
+
+async def test_an_app_token_on_the_api(world):
+    """Bearer (and Basic) app tokens are API credentials: who they prove, and that the API's
+    handlers take them (a bad one is a 401, never a fall-back to anonymous)."""
+    authenticator = world.dockyard.app[AUTHENTICATOR]
+    bearer = f"Bearer {world.alice_token}"
+    assert await authenticator.from_header(bearer) == Principal(
+        "alice", "user", credential="app_token")
+    assert await authenticator.from_header(f"bearer {world.robot_token}") == Principal(
+        "robot", "bot", credential="app_token")
+
+    for headers in ({"Authorization": bearer},
+                    {"Authorization": "Basic " + base64.b64encode(
+                        f"alice:{world.alice_token}".encode()).decode()}):
+        response = await world.client.get("/api/v1/repositories", headers=headers)
+        assert response.status_code == 200, response.text
+    await world.identity.revoke_token(ADMIN, "alice", "laptop")
+    for header in (bearer, "Bearer dyat_unknown", f"Bearer {PASSWORDS['alice']}"):
+        response = await world.client.get("/api/v1/repositories",
+                                          headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+# refresh tokens ----------------------------------------------------------------------------
+
+async def test_the_refresh_flow(world):
+    first = await world.get("repository:team/app:pull", auth=login("carl"),
+                            offline_token="true", client_id="docker")
+    assert first.status_code == 200, first.text
+    refresh_token = first.json()["refresh_token"]
+    assert refresh_token not in {PASSWORDS["carl"], first.json()["token"]}
+
+    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token,
+                                scope="repository:team/app:pull,push repository:team/x:delete")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["expires_in"] == TTL
+    assert RFC3339_UTC.fullmatch(body["issued_at"])
+    assert body["scope"] == "repository:team/app:pull,push"  # what was granted
+    assert body["refresh_token"] == refresh_token
+    claims = unverified(body["access_token"])
+    assert claims["sub"] == "carl"
+    assert claims["aud"] == world.service
+    assert claims["access"] == [
+        {"type": "repository", "name": "team/app", "actions": ["pull", "push"]}]
+
+
+async def test_no_refresh_token_unless_asked(world):
+    body = (await world.get(auth=login("carl"))).json()
+    assert "refresh_token" not in body
+    anonymous = (await world.get(offline_token="true", client_id="docker")).json()
+    assert "refresh_token" not in anonymous
+
+
+async def test_refresh_is_refused_once_the_user_is_disabled(world):
+    refresh_token = (await world.get(auth=login("carl"), offline_token="true",
+                                     client_id="docker")).json()["refresh_token"]
+    await world.identity.set_enabled(ADMIN, "carl", enabled=False)
+    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token)
+    assert response.status_code == 401
+    await world.identity.set_enabled(ADMIN, "carl", enabled=True)
+    # disabling revoked it for good
+    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token)
+    assert response.status_code == 401
+
+
+async def test_a_password_change_revokes_refresh_tokens(world):
+    refresh_token = (await world.get(auth=login("carl"), offline_token="true",
+                                     client_id="docker")).json()["refresh_token"]
+    await world.identity.change_password(ADMIN, "carl", "a-brand-new-password")
+    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token)
+    assert response.status_code == 401
+    assert error_code(response) == "invalid_grant"
+
+
+async def test_an_unknown_refresh_token(world):
+    for secret in ("dyrt_unknown", "", world.alice_token):
+        response = await world.post(grant_type="refresh_token", refresh_token=secret)
+        assert response.status_code == 401, secret
+
+
+async def test_the_password_grant(world):
+    response = await world.post(grant_type="password", username="olivia",
+                                password=PASSWORDS["olivia"], access_type="offline",
+                                scope="repository:team/app:pull,delete")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scope"] == "repository:team/app:delete,pull"
+    assert body["refresh_token"].startswith("dyrt_")
+    assert unverified(body["access_token"])["sub"] == "olivia"
+    refreshed = await world.post(grant_type="refresh_token",
+                                 refresh_token=body["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    online = await world.post(grant_type="password", username="olivia",
+                              password=PASSWORDS["olivia"])
+    assert "refresh_token" not in online.json()
+
+
+async def test_the_password_grant_takes_app_tokens_and_refuses_bad_passwords(world):
+    ok = await world.post(grant_type="password", username="robot", password=world.robot_token)
+    assert ok.status_code == 200, ok.text
+    bad = await world.post(grant_type="password", username="olivia", password="wrong")
+    assert bad.status_code == 401
+    assert error_code(bad) == "unauthorized"
+
+
+async def test_oauth_requests_need_a_client_id(world):
+    response = await world.post(client_id="", grant_type="password", username="olivia",
+                                password=PASSWORDS["olivia"])
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+    assert "client_id" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("grant_type", ["client_credentials", "authorization_code", ""])
+async def test_unsupported_grant_types(world, grant_type):
+    response = await world.post(grant_type=grant_type, username="olivia",
+                                password=PASSWORDS["olivia"])
+    assert response.status_code == 400
+    assert error_code(response) == "unsupported_grant_type"
+
+
+# request errors ----------------------------------------------------------------------------
+
+async def test_another_service_is_a_400(world):
+    response = await world.client.get("/v2/token", params={"service": "someone-else"},
+                                      auth=login("alice"))
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+    assert "someone-else" in response.json()["error"]["message"]
+    posted = await world.post(service="someone-else", grant_type="password",
+                              username="alice", password=PASSWORDS["alice"])
+    assert posted.status_code == 400
+
+
+async def test_a_missing_service_is_the_configured_one(world):
+    response = await world.client.get("/v2/token", auth=login("alice"))
+    assert response.status_code == 200
+    assert unverified(response.json()["token"])["aud"] == world.service
+
+
+@pytest.mark.parametrize("scope", ["repository:team/app", "repository::pull",
+                                   "Repository:team/app:pull", "repository:team/app:pull;rm"])
+async def test_a_malformed_scope_is_a_400_naming_it(world, scope):
+    response = await world.get("repository:open/app:pull", scope, auth=login("alice"))
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_scope"
+    assert scope in response.json()["error"]["message"]
+    posted = await world.post(grant_type="password", username="alice",
+                              password=PASSWORDS["alice"], scope=scope)
+    assert posted.status_code == 400
+    assert scope in posted.json()["errors"][0]["message"]
+
+
+async def test_too_many_scopes_is_a_400(world):
+    scopes = [f"repository:open/app{i}:pull" for i in range(100)]
+    response = await world.get(*scopes)
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_scope"
+
+
+# rate limits -------------------------------------------------------------------------------
+
+async def test_requests_per_address_are_limited(tmp_path):
+    async with world_of(tmp_path, auth_rate_per_ip_per_minute="5") as world:
+        for _ in range(5):
+            assert (await world.get("repository:open/app:pull")).status_code == 200
+        response = await world.get("repository:open/app:pull")
+        assert response.status_code == 429
+        assert error_code(response) == "too_many_requests"
+        assert distribution_code(response) == "TOOMANYREQUESTS"
+        assert 1 <= int(response.headers["Retry-After"]) <= 61
+        # the limit holds whatever the credentials
+        assert (await world.get(auth=login("alice"))).status_code == 429
+        assert (await world.post(grant_type="password", username="alice",
+                                 password=PASSWORDS["alice"])).status_code == 429
+
+
+async def test_requests_per_account_are_limited(tmp_path):
+    async with world_of(tmp_path, auth_rate_per_user_per_minute="3") as world:
+        for _ in range(3):
+            assert (await world.get(auth=login("alice"))).status_code == 200
+        response = await world.get(auth=login("alice"))
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) >= 1
+        # wrong passwords count too, and other accounts are not affected
+        assert (await world.get(auth=("alice", "wrong"))).status_code == 429
+        assert (await world.get(auth=login("bob"))).status_code == 200
+        assert (await world.get()).status_code == 200
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_rate_window_moves():
+    clock = FakeClock()
+    limits = RateLimits(per_ip=3, per_user=100, clock=clock)
+    for step in (0, 10, 20):
+        clock.now = 1000.0 + step
+        await limits.check("10.0.0.1", None)
+    clock.now = 1030.0
+    with pytest.raises(TooManyRequests) as refused:
+        await limits.check("10.0.0.1", None)
+    assert refused.value.headers == {"Retry-After": "30"}  # when the first request leaves
+    await limits.check("10.0.0.2", None)  # another address has its own window
+    clock.now = 1060.0
+    await limits.check("10.0.0.1", None)  # the first request has left the window
+    with pytest.raises(TooManyRequests):
+        await limits.check("10.0.0.1", None)
+    clock.now = 1070.0
+    await limits.check("10.0.0.1", None)
+
+
+async def test_refused_requests_use_no_budget():
+    clock = FakeClock()
+    limits = RateLimits(per_ip=100, per_user=1, clock=clock)
+    await limits.check("10.0.0.1", "alice")
+    for _ in range(5):
+        with pytest.raises(TooManyRequests):
+            await limits.check("10.0.0.1", "alice")
+    clock.now += 60
+    await limits.check("10.0.0.1", "alice")
+    # the address's budget counted the two accepted requests only
+    limits_of_ip = RateLimits(per_ip=2, per_user=100, clock=clock)
+    await limits_of_ip.check("10.0.0.1", "alice")
+    await limits_of_ip.check("10.0.0.1", None)
+    with pytest.raises(TooManyRequests):
+        await limits_of_ip.check("10.0.0.1", "bob")
+
+
+async def test_idle_clients_are_forgotten():
+    clock = FakeClock()
+    limits = RateLimits(per_ip=10, per_user=10, clock=clock)
+    for i in range(1000):
+        await limits.check(f"10.0.{i // 256}.{i % 256}", f"user{i}")
+    assert len(limits._hits) == 2000
+    clock.now += 61
+    await limits.check("10.1.0.1", None)
+    assert len(limits._hits) == 1
+
+
+# the verified-credential cache -------------------------------------------------------------
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The argon2 verifications that really run, by password."""
+    calls: list[str] = []
+    real = auth_service.verify_password
+
+    def counting(password_hash: str | None, password: str) -> bool:
+        calls.append(password)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(auth_service, "verify_password", counting)
+    return calls
+
+
+async def test_a_repeated_login_skips_argon2(world, verifications):
+    for _ in range(5):
+        assert (await world.get("repository:team/app:pull", auth=login("vera"))).status_code \
+            == 200
+    assert verifications == [PASSWORDS["vera"]]
+    # other credentials are verified on their own
+    assert (await world.get(auth=("vera", "wrong"))).status_code == 401
+    assert verifications == [PASSWORDS["vera"], "wrong"]
+    assert (await world.get(auth=("vera", "wrong"))).status_code == 401
+    assert verifications == [PASSWORDS["vera"], "wrong", "wrong"]  # failures are never cached
+
+
+async def test_a_password_change_invalidates_the_cache(world, verifications):
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    await world.identity.change_password(ADMIN, "vera", "vera-new-password")
+
+    await assert_401(await world.get(auth=login("vera")))
+    assert (await world.get(auth=("vera", "vera-new-password"))).status_code == 200
+    assert (await world.get(auth=("vera", "vera-new-password"))).status_code == 200
+    assert verifications == [PASSWORDS["vera"], PASSWORDS["vera"], "vera-new-password"]
+
+
+async def test_disabling_invalidates_the_cache(world, verifications):
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    await world.identity.set_enabled(ADMIN, "vera", enabled=False)
+    await assert_401(await world.get(auth=login("vera")), "account_disabled")
+    await world.identity.set_enabled(ADMIN, "vera", enabled=True)
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    # the refused attempt was verified (a disabled account is told so only once its password
+    # checks out), and the first login after re-enabling is verified anew
+    assert verifications == [PASSWORDS["vera"]] * 3
+
+
+async def test_a_lockout_applies_to_cached_credentials(tmp_path, verifications):
+    async with world_of(tmp_path, auth_max_failed_logins="3") as world:
+        assert (await world.get(auth=login("vera"))).status_code == 200
+        for _ in range(3):
+            await assert_401(await world.get(auth=("vera", "wrong")))
+        await assert_401(await world.get(auth=login("vera")), "account_locked")
+        assert verifications == [PASSWORDS["vera"], "wrong", "wrong", "wrong"]
+
+
+async def test_the_cache_can_be_turned_off(tmp_path, verifications):
+    async with world_of(tmp_path, auth_credential_cache_seconds="0") as world:
+        for _ in range(3):
+            assert (await world.get(auth=login("vera"))).status_code == 200
+        assert verifications == [PASSWORDS["vera"]] * 3
+
+
+async def test_unknown_accounts_pay_a_verification(world, verifications):
+    await assert_401(await world.get(auth=("nobody", "some-password")))
+    assert verifications == ["some-password"]
+
+
+# no secret in the logs, none at rest -------------------------------------------------------
+
+def leaks(records: list[logging.LogRecord], secrets: dict[str, str]) -> list[str]:
+    found = []
+    for record in records:
+        texts = [record.getMessage(), *(repr(v) for v in vars(record).values())]
+        found.extend(f"{what} in {record.name}: {record.getMessage()!r}"
+                     for what, secret in secrets.items() if any(secret in t for t in texts))
+    return found
+
+
+async def test_no_secret_is_logged_or_stored(world, caplog):
+    caplog.set_level(logging.DEBUG)
+    password = PASSWORDS["olivia"]
+    ok = await world.get("repository:team/app:pull", auth=("olivia", password),
+                         offline_token="true", client_id="docker")
+    assert ok.status_code == 200
+    refresh_token = ok.json()["refresh_token"]
+    assert (await world.get("repository:team/app:pull", auth=("alice", world.alice_token))
+            ).status_code == 200
+    assert (await world.post(grant_type="refresh_token", refresh_token=refresh_token,
+                             scope="repository:team/app:pull")).status_code == 200
+    assert (await world.post(grant_type="password", username="olivia",
+                             password=password)).status_code == 200
+    assert (await world.get(auth=("olivia", password + "-typo"))).status_code == 401
+    assert (await world.get(auth=("alice", world.alice_token + "x"))).status_code == 401
+    assert (await world.get(headers={"Authorization": f"Bearer {refresh_token}"})
+            ).status_code == 401
+    assert caplog.records, "the token endpoint logs something; this test must see it"
+
+    secrets = {
+        "the password": password,
+        "the app token": world.alice_token,
+        "the app token's random part": world.alice_token.removeprefix("dyat_"),
+        "the refresh token": refresh_token,
+        "the Basic credentials": base64.b64encode(f"olivia:{password}".encode()).decode(),
+    }
+    assert leaks(caplog.records, secrets) == []
+    # nor are they stored: only hashes are
+    data_dir: Path = world.dockyard.data_dir
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            for what, secret in secrets.items():
+                assert secret.encode() not in content, f"{what} in {path}"
+
+
+def test_leaks_finds_secrets_in_messages_and_extra_fields():
+    """The detector of the test above detects."""
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "login %s", ("pw",), None)
+    assert leaks([record], {"p": "pw"})
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "login", None, None)
+    record.user = {"password": "pw"}
+    assert leaks([record], {"p": "pw"})
