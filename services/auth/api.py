@@ -29,6 +29,7 @@ from services.core.http import (
     page,
     query_limit,
 )
+from services.core.times import rfc3339
 
 __all__ = ["routes"]
 
@@ -339,7 +340,7 @@ def _time(value: str | None, name: str) -> datetime | None:
 def _rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(moment)
 
 
 def _after(request: web.Request) -> str | None:

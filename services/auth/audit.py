@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.core.eventlog import EventLog, Record
+from services.core.times import rfc3339
 
 __all__ = ["IDENTITY_EVENTS", "IDENTITY_EVENT_TYPES", "Audit"]
 
@@ -61,7 +62,7 @@ class Audit:
             raise ValueError(f"unknown identity event type {kind!r}")
         event = {
             "id": str(uuid.uuid4()),
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": rfc3339(datetime.now(UTC)),
             "type": kind,
             "actor": actor,
             "subject": subject,

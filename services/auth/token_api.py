@@ -24,6 +24,7 @@ from services.auth.scopes import ScopeError, parse_scopes
 from services.auth.service import new_secret, parse_basic, secret_hash
 from services.auth.tokens import Grant, IssuedToken
 from services.core.errors import DyError, Invalid, TooManyRequests, Unauthorized
+from services.core.times import rfc3339
 from services.core.web import CONFIG
 
 __all__ = ["RATE_LIMITS", "RateLimits", "routes"]
@@ -209,7 +210,7 @@ def _scope_string(granted: Grant) -> str:
 
 
 def _rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(datetime.fromtimestamp(epoch, UTC))
 
 
 def _error(exc: DyError) -> web.Response:

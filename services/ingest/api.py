@@ -20,6 +20,7 @@ from services.core.config import Config
 from services.core.eventlog import Record
 from services.core.http import ApiError, decode_cursor, encode_cursor, page, query_limit
 from services.core.reference import is_valid_repository, namespace_of
+from services.core.times import rfc3339
 from services.core.web import CONFIG, EVENT_LOG, METRICS, PRIORITY
 from services.ingest.activity import ACTIVITY_TYPES
 from services.ingest.consumers import REGISTRY_EVENTS
@@ -172,7 +173,7 @@ def activity_json(activity: Activity) -> dict[str, Any]:
         "namespace": activity.namespace,
         "tag": activity.tag,
         "digest": activity.digest,
-        "time": activity.time.isoformat().replace("+00:00", "Z"),
+        "time": rfc3339(activity.time),
         "address": activity.address,
         "user_agent": activity.user_agent,
         "synthetic": activity.synthetic,

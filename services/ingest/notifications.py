@@ -32,6 +32,7 @@ from fastjsonschema import JsonSchemaValueException
 
 from services.core.reference import is_valid_digest, is_valid_repository, is_valid_tag
 from services.core.schemas import validator
+from services.core.times import rfc3339
 
 __all__ = [
     "ACCEPTED_MEDIA_TYPES",
@@ -155,7 +156,7 @@ class RegistryEvent:
         """The stored form: the raw event plus ``received_at`` (UTC), compact, keys sorted."""
         if received_at.tzinfo is None:
             raise ValueError("received_at must be timezone-aware")
-        stamp = received_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        stamp = rfc3339(received_at)
         value = {**self.raw, "received_at": stamp}
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 

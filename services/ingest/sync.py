@@ -18,6 +18,7 @@ from typing import Any
 
 from services.core.eventlog import EventLog, Record
 from services.core.registry import ManifestNotFound, RegistryClient
+from services.core.times import rfc3339
 from services.ingest.consumers import REGISTRY_EVENTS
 from services.ingest.ports import CatalogStore
 
@@ -107,10 +108,10 @@ async def sync_catalog(
 def _event(now: datetime, action: str, target: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
-        "timestamp": now.isoformat().replace("+00:00", "Z"),
+        "timestamp": rfc3339(now),
         "action": action,
         "target": target,
         "source": {"instanceID": SYNC_INSTANCE},
         "synthetic": True,
-        "received_at": now.isoformat().replace("+00:00", "Z"),
+        "received_at": rfc3339(now),
     }

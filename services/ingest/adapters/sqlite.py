@@ -15,6 +15,7 @@ from pathlib import Path
 
 from services.core.reference import namespace_of
 from services.core.sqlite import Database
+from services.core.times import rfc3339
 from services.ingest.models import (
     Activity,
     ActivityFilter,
@@ -113,7 +114,7 @@ def from_micros(value: int | None) -> datetime | None:
 
 def _iso(value: int | None) -> str | None:
     moment = from_micros(value)
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    return None if moment is None else rfc3339(moment)
 
 
 class SqliteCatalogStore:
