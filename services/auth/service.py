@@ -108,11 +108,7 @@ class Authenticator:
     async def from_header(self, header: str | None) -> Principal | None:
         """The caller of an API request: Basic (password or token), Bearer (token), or None."""
         if header and header[:7].lower() == "bearer ":
-            token = header[7:].strip()
-            found = await self._store.find_app_token(secret_hash(token))
-            if found is None:
-                raise Unauthorized("unauthorized", "unknown or revoked token", _CHALLENGE)
-            return await self._by_app_token(found.user, token)
+            return await self._by_app_token(None, header[7:].strip())
         credentials = parse_basic(header)
         if credentials is None:
             if header:
@@ -129,21 +125,25 @@ class Authenticator:
             raise Unauthorized("unauthorized", "the account is disabled or gone")
         return _principal(found[0], credential)
 
-    async def _by_app_token(self, username: str, token: str) -> Principal:
+    async def _by_app_token(self, username: str | None, token: str) -> Principal:
+        """``username`` None: a Bearer token, which names its account itself."""
         found = await self._store.find_app_token(secret_hash(token))
         now = datetime.now(UTC)
-        if (found is None or found.revoked or found.user != username
-                or (found.expires_at is not None and found.expires_at <= now)):
-            await self._report(username, success=False, reason="bad application token")
+        app_token, user = found or (None, None)
+        if (app_token is None or user is None or app_token.revoked
+                or (username is not None and app_token.user != username)
+                or (app_token.expires_at is not None and app_token.expires_at <= now)):
+            if username is not None:
+                await self._report(username, success=False, reason="bad application token")
             raise Unauthorized("unauthorized", "wrong username or token (revoked or expired?)",
                                _CHALLENGE)
-        account = await self._store.get_user(username)
-        if account is None or not account[0].enabled:
+        username = user.name
+        if not user.enabled:
             raise Unauthorized("account_disabled", f"the account {username!r} is disabled",
                                _CHALLENGE)
-        if found.last_used_at is None or now - found.last_used_at > TOUCH_INTERVAL:
-            await self._store.touch_app_token(found.id, now)
-        return _principal(account[0], "app_token")
+        if app_token.last_used_at is None or now - app_token.last_used_at > TOUCH_INTERVAL:
+            await self._store.touch_app_token(app_token.id, now)
+        return _principal(user, "app_token")
 
     async def _by_password(self, username: str, password: str) -> Principal:
         found = await self._store.get_user(username)

@@ -345,11 +345,14 @@ class SqliteAuthStore:
 
         await self.db.write(insert)
 
-    async def find_app_token(self, secret_hash: bytes) -> AppToken | None:
+    async def find_app_token(self, secret_hash: bytes) -> tuple[AppToken, User] | None:
+        token_columns = ", ".join(f"t.{c}" for c in _TOKEN_COLUMNS.split(", "))
+        user_columns = ", ".join(f"u.{c}" for c in _USER_COLUMNS.split(", "))
         row = await self.db.read(lambda conn: conn.execute(
-            f"SELECT {_TOKEN_COLUMNS} FROM app_tokens WHERE secret_hash = ?", (secret_hash,)
+            f"SELECT {token_columns}, {user_columns} FROM app_tokens t"
+            " JOIN users u ON u.name = t.user WHERE t.secret_hash = ?", (secret_hash,)
         ).fetchone())
-        return None if row is None else _token(row)
+        return None if row is None else (_token(row), _user(row))
 
     async def touch_app_token(self, token_id: str, at: datetime) -> None:
         await self.db.write(lambda conn: conn.execute(
