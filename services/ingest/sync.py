@@ -18,8 +18,10 @@ from typing import Any
 
 from services.core.eventlog import EventLog, Record
 from services.core.registry import ManifestNotFound, RegistryClient
+from services.core.schemas import validator
 from services.core.times import rfc3339
 from services.ingest.consumers import REGISTRY_EVENTS
+from services.ingest.notifications import EVENT_SCHEMA
 from services.ingest.ports import CatalogStore
 
 __all__ = ["RegistryTag", "SyncReport", "reconcile", "sync_catalog"]
@@ -93,6 +95,10 @@ async def sync_catalog(
             progress(repository)
     known = {name: await catalog.tag_digests(name) for name in await catalog.repository_names()}
     events = reconcile(found, known, datetime.now(UTC))
+    # Consumers trust what is on the log: like the webhook, sync appends only valid events.
+    check = validator(EVENT_SCHEMA)
+    for event in events:
+        check(event)
     records = [
         Record(event["target"]["repository"], json.dumps(event, separators=(",", ":")).encode())
         for event in events

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from services.ingest.notifications import RegistryEvent
+from services.core.schemas import validator
+from services.ingest.notifications import EVENT_SCHEMA, RegistryEvent
 from services.ingest.sync import RegistryTag, reconcile
 from tests.factories import DIGEST_A, DIGEST_B, OCI_MANIFEST
 
@@ -15,6 +16,9 @@ B = RegistryTag(DIGEST_B, OCI_MANIFEST, 200)
 
 
 def summary(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    check = validator(EVENT_SCHEMA)
+    for event in events:
+        check(event)  # what the webhook would accept, and so what consumers may trust
     parsed = [RegistryEvent.from_log_value(json.dumps(e).encode()) for e in events]
     assert all(e.synthetic for e in parsed)
     return [(e.action, e.repository, e.tag, e.digest) for e in parsed]
