@@ -16,19 +16,27 @@ from pathlib import Path
 import pytest
 
 from services.core.eventlog import EventLog, Record
+from services.core.eventlog.kafka import KafkaEventLog
 from services.core.eventlog.sqlite import SqliteEventLog
+from tests.support.kafka import TANSU_EVENT_LOG_OPTIONS
 
 Factory = Callable[[], Awaitable[EventLog]]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "kafka"])
 async def event_log_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Factory]:
     opened: list[EventLog] = []
 
     async def make() -> EventLog:
-        log = SqliteEventLog(tmp_path / "events.db")
+        log: SqliteEventLog | KafkaEventLog
+        if request.param == "kafka":
+            log = KafkaEventLog(
+                request.getfixturevalue("kafka_bootstrap"), **TANSU_EVENT_LOG_OPTIONS
+            )
+        else:
+            log = SqliteEventLog(tmp_path / "events.db")
         await log.open()
         opened.append(log)
         return log
