@@ -20,9 +20,9 @@ __all__ = ["Priority"]
 
 BUSY_AT = 8  # webhook requests begun within the window
 WINDOW_SECONDS = 0.1
-MAX_WAIT_SECONDS = 1.0
+MAX_WAIT_SECONDS = 2.0
 POLL_SECONDS = 0.01
-BUSY_BATCH = 50
+BUSY_BATCH = 25
 
 
 class Priority:
