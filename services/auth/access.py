@@ -11,7 +11,7 @@ from aiohttp import web
 
 from services.auth.authority import TokenAuthority
 from services.auth.identity import IdentityService
-from services.auth.policy import ANONYMOUS, Access, Principal, repository_actions
+from services.auth.policy import ANONYMOUS, Principal
 from services.auth.service import Authenticator
 from services.core.errors import Forbidden, Unauthorized
 
@@ -63,17 +63,4 @@ async def require_admin(request: web.Request) -> Principal:
 
 async def readable_namespaces(request: web.Request, principal: Principal) -> set[str] | None:
     """The namespaces whose repositories ``principal`` may pull; None means all of them."""
-    if principal.admin:
-        return None
-    authority = request.app[AUTHORITY]
-    records = await authority.store.namespaces(principal.name)
-    policy = authority.settings.policy
-    return {
-        namespace.name for namespace, role in records
-        if "pull" in repository_actions(
-            principal,
-            Access(exists=True, kind=namespace.kind, visibility=namespace.visibility,
-                   owner=namespace.owner, role=role),
-            policy,
-        )
-    }
+    return await request.app[AUTHORITY].readable_namespaces(principal)

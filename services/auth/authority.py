@@ -68,6 +68,17 @@ class TokenAuthority:
                 granted.append(Grant(scope.type, scope.name, actions))
         return granted
 
+    async def readable_namespaces(self, principal: Principal) -> set[str] | None:
+        """The namespaces whose repositories ``principal`` may pull; None means all of them."""
+        if principal.admin:
+            return None
+        records = await self.store.namespaces(principal.name)
+        return {
+            namespace.name for namespace, role in records
+            if "pull" in repository_actions(principal, _access(namespace, role),
+                                            self.settings.policy)
+        }
+
     async def issue(self, principal: Principal, scopes: Sequence[Scope]) -> IssuedToken:
         return self.sign(principal, await self.grants(principal, scopes))
 

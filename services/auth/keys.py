@@ -157,15 +157,3 @@ def _self_signed(key: PrivateKey, common_name: str) -> x509.Certificate:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-
-
-def write_signing_key(key_path: Path, cert_path: Path, common_name: str) -> None:
-    """Write one P-256 key (mode 0600) and its self-signed certificate."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    key_path.touch(mode=0o600, exist_ok=True)
-    key_path.chmod(0o600)
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    cert_path.write_bytes(_self_signed(key, common_name).public_bytes(serialization.Encoding.PEM))
