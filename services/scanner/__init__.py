@@ -1,0 +1,1 @@
+"""Vulnerability scanning: layer inventory, OSV-based matching, scan reports."""
