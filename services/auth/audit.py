@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,8 +46,11 @@ IDENTITY_EVENT_TYPES = (
 
 
 class Audit:
-    def __init__(self, event_log: EventLog) -> None:
+    def __init__(self, event_log: EventLog, on_change: Callable[[], None] | None = None) -> None:
+        """``on_change`` runs before each change is published (it has been stored already):
+        the auth service drops its cached reads there (services/auth/cache.py)."""
         self._log = event_log
+        self._on_change = on_change
 
     async def record(
         self,
@@ -60,6 +64,8 @@ class Audit:
     ) -> None:
         if kind not in IDENTITY_EVENT_TYPES:
             raise ValueError(f"unknown identity event type {kind!r}")
+        if self._on_change is not None:
+            self._on_change()
         event = {
             "id": str(uuid.uuid4()),
             "timestamp": rfc3339(datetime.now(UTC)),

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.auth.cache import ReadCache
 from services.auth.keys import SigningKey
 from services.auth.models import Namespace
 from services.auth.policy import (
@@ -22,7 +23,7 @@ from services.auth.policy import (
     grant,
     repository_actions,
 )
-from services.auth.ports import AuthStore
+from services.auth.ports import AuthStore, NamespaceRecord
 from services.auth.scopes import Scope, parse_scopes
 from services.auth.tokens import Grant, IssuedToken, issue_token
 from services.core.reference import is_valid_repository, namespace_of, repository_path
@@ -44,16 +45,29 @@ class TokenSettings:
 
 
 class TokenAuthority:
-    def __init__(self, store: AuthStore, key: SigningKey, settings: TokenSettings) -> None:
+    def __init__(
+        self,
+        store: AuthStore,
+        key: SigningKey,
+        settings: TokenSettings,
+        cache: ReadCache | None = None,
+    ) -> None:
         self.store = store
         self._key = key
         self.settings = settings
+        self._cache = cache or ReadCache(0)
+
+    async def _namespaces(
+        self, account: str | None, names: tuple[str, ...] | None
+    ) -> list[NamespaceRecord]:
+        return await self._cache.get(("namespaces", account, names),
+                                     lambda: self.store.namespaces(account, names))
 
     async def grants(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
         """What ``principal`` gets of each scope asked; scopes granted nothing are left out."""
         paths = {s: _repository(s.name) for s in scopes if s.type == "repository"}
-        wanted = sorted({namespace_of(p) for p in paths.values() if p is not None})
-        records = await self.store.namespaces(principal.name, wanted) if wanted else []
+        wanted = tuple(sorted({namespace_of(p) for p in paths.values() if p is not None}))
+        records = await self._namespaces(principal.name, wanted) if wanted else []
         access = {namespace.name: _access(namespace, role) for namespace, role in records}
         granted = []
         for scope in scopes:
@@ -72,7 +86,7 @@ class TokenAuthority:
         """The namespaces whose repositories ``principal`` may pull; None means all of them."""
         if principal.admin:
             return None
-        records = await self.store.namespaces(principal.name)
+        records = await self._namespaces(principal.name, None)
         return {
             namespace.name for namespace, role in records
             if "pull" in repository_actions(principal, _access(namespace, role),

@@ -34,6 +34,7 @@ from services.core.config import Config, load_config
 from services.core.errors import Unauthorized
 from services.core.eventlog.sqlite import SqliteEventLog
 from tests.support.dockyard import initialised, running_dockyard
+from tests.support.waiting import eventually
 
 T = TypeVar("T")
 
@@ -406,4 +407,9 @@ async def test_a_token_from_the_cli_signs_in_to_the_api_until_revoked(served: Co
             assert [t["label"] for t in listed.json()["items"]] == ["laptop"]
             assert secret not in listed.text
             assert (await cli("token", "revoke", "carol", "laptop", "--config", file))[0] == 0
-            assert (await client.get("/api/v1/me", headers=bearer)).status_code == 401
+            # Another process's change reaches the server's cached reads within
+            # identity_cache_seconds (a change through the server's own API: at once).
+            await eventually(lambda: client.get("/api/v1/me", headers=bearer),
+                             lambda response: response.status_code == 401,
+                             timeout=served.auth.identity_cache_seconds + 5,
+                             what="the revoked token being refused")

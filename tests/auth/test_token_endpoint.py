@@ -431,8 +431,21 @@ async def test_bots_cannot_sign_in_with_a_password(world):
 
 
 async def test_revoked_app_token(world):
+    # Used first, so the revocation has to reach the token endpoint's cached read at once.
+    assert (await world.get(auth=("alice", world.alice_token))).status_code == 200
     await world.identity.revoke_token(ADMIN, "alice", "laptop")
     await assert_401(await world.get(auth=("alice", world.alice_token)))
+
+
+async def test_a_membership_change_applies_to_the_next_token(world):
+    carl = ("carl", PASSWORDS["carl"])
+    assert await world.access("repository:team/app:pull,push", auth=carl) == {
+        "team/app": ["pull", "push"]}
+    await world.identity.set_member(ADMIN, "devs", "carl", "viewer")
+    assert await world.access("repository:team/app:pull,push", auth=carl) == {
+        "team/app": ["pull"]}
+    await world.identity.remove_member(ADMIN, "devs", "carl")
+    assert await world.access("repository:team/app:pull,push", auth=carl) == {}
 
 
 async def test_expired_app_token(world):
