@@ -14,9 +14,12 @@ from typing import Literal
 __all__ = [
     "Distribution",
     "Finding",
+    "ImageRef",
     "Inventory",
+    "LayerRef",
     "Package",
     "PackageKind",
+    "ScanRecord",
     "ScanStatus",
     "Severity",
 ]
@@ -86,3 +89,34 @@ class Finding:
     fixed_version: str | None  # None: no fix is known (reported as unfixed)
     severity: Severity
     summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """One manifest's scan: where it stands and, once done, what it found."""
+
+    digest: str  # the image (platform) manifest digest
+    repository: str  # where it was pushed first: the scanner reads its layers from there
+    status: ScanStatus
+    reason: str | None  # why failed/unsupported; a note for done (e.g. "inventory only")
+    queued_at: float  # UNIX seconds
+    updated_at: float
+    inventory: Inventory | None = None
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRef:
+    digest: str
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An image manifest in the registry, as a remote scanner (Clair, a Harbor adapter) needs it."""
+
+    repository: str
+    digest: str  # the image (platform) manifest digest
+    layers: tuple[LayerRef, ...]
+    media_type: str = "application/vnd.oci.image.manifest.v1+json"
+    tag: str | None = None

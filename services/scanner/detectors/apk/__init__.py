@@ -1,0 +1,1 @@
+"""apk detector: see scanner.py."""

@@ -1,0 +1,1 @@
+"""dpkg detector: see scanner.py."""

@@ -1,0 +1,1 @@
+"""npm detector: see scanner.py."""

@@ -1,0 +1,1 @@
+"""osrelease detector: see scanner.py."""

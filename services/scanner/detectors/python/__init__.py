@@ -1,0 +1,1 @@
+"""python detector: see scanner.py."""

@@ -1,0 +1,1 @@
+"""rpm detector: see scanner.py."""

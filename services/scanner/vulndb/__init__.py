@@ -1,0 +1,1 @@
+"""The vulnerability database: OSV records imported, stored and looked up for matching."""

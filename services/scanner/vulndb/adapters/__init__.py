@@ -1,0 +1,1 @@
+"""The vulnerability database's stores."""

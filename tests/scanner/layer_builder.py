@@ -1,0 +1,56 @@
+"""Raw layer blobs for the layer-reader tests: any entry a hostile or odd tar may hold."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import zstandard
+
+__all__ = ["Entry", "chunks", "digest_of", "tar_bytes", "tar_gz", "tar_zstd"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    content: bytes = b""
+    kind: bytes = tarfile.REGTYPE
+    linkname: str = ""
+
+
+def tar_bytes(entries: Iterable[Entry | tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for item in entries:
+            entry = Entry(*item) if isinstance(item, tuple) else item
+            info = tarfile.TarInfo(entry.name)
+            info.type = entry.kind
+            info.linkname = entry.linkname
+            info.mode = 0o755 if entry.kind == tarfile.DIRTYPE else 0o644
+            if entry.kind == tarfile.REGTYPE:
+                info.size = len(entry.content)
+                tar.addfile(info, io.BytesIO(entry.content))
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def tar_gz(entries: Iterable[Entry | tuple[str, bytes]]) -> bytes:
+    return gzip.compress(tar_bytes(entries), mtime=0)
+
+
+def tar_zstd(entries: Iterable[Entry | tuple[str, bytes]]) -> bytes:
+    return zstandard.ZstdCompressor().compress(tar_bytes(entries))
+
+
+def digest_of(blob: bytes) -> str:
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+async def chunks(blob: bytes, size: int = 65536) -> AsyncIterator[bytes]:
+    for start in range(0, len(blob), size):
+        yield blob[start:start + size]
