@@ -1,0 +1,95 @@
+"""Wires directory sign-in (LDAP, OIDC, GitHub) from the configuration into the auth service.
+
+``open_directory`` opens the link store (``directory.db``) and the LDAP connection pool and
+builds the sign-in providers; ``directory_ctx`` registers the periodic LDAP sync as a job
+(``[ldap] sync_interval_seconds``; run beside the consumers) and the health check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from services.auth.adapters.directory_sqlite import SqliteDirectoryStore
+from services.auth.audit import Audit
+from services.auth.directory import LDAP_SOURCE, Directory, LdapLogins, ldap_rules
+from services.auth.ldap import LdapDirectory
+from services.auth.oidc import Providers, build_providers
+from services.auth.ports import AuthStore
+from services.auth.sessions import SignInMethod
+from services.core.config import Config
+from services.core.stores import mongo_database
+from services.core.web import CONFIG, HEALTH, JOBS, Job
+
+if TYPE_CHECKING:
+    from services.auth.adapters.directory_mongo import MongoDirectoryStore
+
+__all__ = ["DIRECTORY", "DIRECTORY_DB", "DirectoryParts", "directory_ctx", "open_directory"]
+
+DIRECTORY_DB = Path("directory.db")
+
+
+@dataclass
+class DirectoryParts:
+    directory: Directory
+    ldap: LdapLogins | None = None
+    providers: Providers = field(default_factory=Providers)
+    _ldap_client: LdapDirectory | None = None
+
+    async def ping_ldap(self) -> None:
+        if self._ldap_client is not None:
+            await self._ldap_client.ping()
+
+    async def password_method(self, name: str) -> SignInMethod:
+        """Who verified the password ``name`` just signed in with: the LDAP directory for an
+        account linked to it (such accounts have no Dockyard password), else Dockyard."""
+        link = await self.directory.links.account(name)
+        return "ldap" if link is not None and link.source == LDAP_SOURCE else "password"
+
+
+DIRECTORY = web.AppKey("auth.directory", DirectoryParts)
+
+
+@asynccontextmanager
+async def open_directory(
+    config: Config, accounts: AuthStore, audit: Audit
+) -> AsyncIterator[DirectoryParts]:
+    async with AsyncExitStack() as stack:
+        links: SqliteDirectoryStore | MongoDirectoryStore
+        if config.store.backend == "mongodb":
+            from services.auth.adapters.directory_mongo import (  # noqa: PLC0415 - extra
+                MongoDirectoryStore,
+            )
+
+            links = MongoDirectoryStore(await stack.enter_async_context(mongo_database(config)))
+        else:
+            links = SqliteDirectoryStore(config.path(DIRECTORY_DB))
+        await links.open()
+        stack.push_async_callback(links.close)
+        directory = Directory(accounts, links, audit)
+        settings = config.ldap
+        client = None
+        logins = None
+        if settings.enabled:
+            client = LdapDirectory(settings)
+            stack.push_async_callback(client.close)
+            logins = LdapLogins(client, directory, ldap_rules(
+                settings.groups, settings.admin_group, settings.manage_manual_members))
+        providers = build_providers(config, directory)
+        stack.push_async_callback(providers.aclose)
+        yield DirectoryParts(directory, logins, providers, client)
+
+
+async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The periodic LDAP sync and the directory's health check; needs DIRECTORY set before."""
+    parts = app[DIRECTORY]
+    if parts.ldap is not None:
+        app[HEALTH].add("ldap", parts.ping_ldap)
+        app[JOBS].append(Job("ldap-sync", app[CONFIG].ldap.sync_interval_seconds,
+                             parts.ldap.sync_all))
+    yield
