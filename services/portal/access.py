@@ -1,0 +1,65 @@
+"""Who may see what on the portal: the same rule as the API (what you may pull), plus the
+``[portal] anonymous_explore`` switch for visitors who are not signed in."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.auth.access import AUTHORITY, IDENTITY
+from services.auth.models import Namespace
+from services.auth.policy import Principal, Role
+from services.auth.scopes import Scope
+from services.auth.sessions import SignedIn, current
+from services.core.errors import NotFound
+from services.core.reference import namespace_of
+from services.core.web import CONFIG
+from services.portal.render import principal_of, require_viewer
+
+__all__ = ["Looker", "looker", "may_delete", "namespace_record", "require_readable"]
+
+
+class Looker:
+    """The viewer (None: anonymous) and the namespaces they may see (None: all)."""
+
+    def __init__(self, viewer: SignedIn | None, visible: frozenset[str] | None) -> None:
+        self.viewer = viewer
+        self.principal: Principal = principal_of(viewer)
+        self.visible = visible
+
+    def sees(self, namespace: str) -> bool:
+        return self.visible is None or namespace in self.visible
+
+
+async def looker(request: web.Request) -> Looker:
+    """Anyone may look when anonymous explore is on; otherwise only the signed-in."""
+    viewer = await current(request)
+    if viewer is None and not request.app[CONFIG].portal.anonymous_explore:
+        viewer = await require_viewer(request)
+    readable = await request.app[AUTHORITY].readable_namespaces(principal_of(viewer))
+    return Looker(viewer, None if readable is None else frozenset(readable))
+
+
+def require_readable(who: Looker, repository: str) -> None:
+    """Not found, as for a repository that does not exist: existence is not leaked."""
+    if not who.sees(namespace_of(repository)):
+        raise NotFound("repository_not_found", f"There is no repository named {repository!r}.")
+
+
+async def namespace_record(
+    request: web.Request, who: Looker, name: str
+) -> tuple[Namespace, Role | None]:
+    if not who.sees(name):
+        raise NotFound("namespace_not_found", f"There is no namespace named {name!r}.")
+    records = await request.app[IDENTITY].store.namespaces(who.principal.name, [name])
+    if not records:
+        raise NotFound("namespace_not_found", f"There is no namespace named {name!r}.")
+    return records[0]
+
+
+async def may_delete(request: web.Request, principal: Principal, repository: str) -> bool:
+    """Whether the registry would let ``principal`` delete from ``repository``."""
+    if principal.name is None:
+        return False
+    grants = await request.app[AUTHORITY].grants(
+        principal, [Scope("repository", repository, frozenset({"delete"}))])
+    return any("delete" in grant.actions for grant in grants)
