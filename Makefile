@@ -8,9 +8,9 @@ DATA    ?= data
 
 
 RUN_DEBS  := docker-registry
-TEST_DEBS := docker-registry skopeo
+TEST_DEBS := docker-registry skopeo slapd ldap-utils chromium
 
-.PHONY: run test lint bench clean debs-run debs-test
+.PHONY: run test lint bench clean debs-run debs-test screenshots
 
 run: $(VENV)/.run debs-run
 	$(BIN)/dockyard up --data-dir $(DATA)
@@ -27,6 +27,17 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/activity_feed.py
 	$(BIN)/python bench/push_to_visible.py
 	$(BIN)/python bench/token_issuance.py
+	$(BIN)/python bench/vuln_matching.py
+	$(BIN)/python bench/ldap_login.py
+	$(BIN)/python bench/portal_pages.py
+	$(BIN)/python bench/layer_scan.py
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/scaleout.py
+	$(BIN)/python bench/stores.py
+
+# The portal's pages as the browser tests leave them, for the README (docs/screenshots/).
+screenshots: $(VENV)/.test debs-test
+	DOCKYARD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/portal/test_portal_browser.py
 
 # Debian packages: installed only when missing, so repeated runs cost nothing.
 debs-run:

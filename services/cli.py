@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +22,17 @@ from services.auth.app import open_auth
 from services.auth.cli import add_commands as add_identity_commands
 from services.core.config import Config, ConfigError, load_config
 from services.core.errors import DyError
-from services.core.eventlog.sqlite import SqliteEventLog
+from services.core.eventlog.factory import open_event_log
 from services.core.logs import configure_logging
 from services.core.registry import RegistryClient, RegistryError
-from services.ingest.adapters.sqlite import SqliteCatalogStore
-from services.ingest.app import CATALOG_DB
+from services.ingest.app import open_stores
 from services.ingest.sync import sync_catalog
 from services.provision import CONFIG_FILE, InitError, initialise
-from services.server import SERVICES, build_app
+from services.scanner.cli import add_commands as add_vulndb_commands
+from services.search.cli import add_commands as add_search_commands
+from services.selection import valid_values
+from services.server import SERVICES, build_app, plan
+from services.transfer import add_commands as add_transfer_commands
 
 __all__ = ["main"]
 
@@ -58,8 +63,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run Dockyard's services")
     serve.add_argument("--config", type=Path, required=True, help="path to dockyard.toml")
-    serve.add_argument("--service", choices=sorted(SERVICES), action="append",
-                       help="run only this service (repeatable); default: all")
+    serve.add_argument(
+        "--service", action="append", metavar="NAME",
+        help="run only this service (repeatable or comma-separated; default: all): "
+             f"{', '.join(valid_values(SERVICES))}. NAME-api runs its routes without its"
+             " consumers, NAME-consumers its consumers and jobs without its routes",
+    )
     serve.set_defaults(run=_serve)
 
     up = commands.add_parser("up", help="init if needed, start the registry and serve")
@@ -71,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--config", type=Path, required=True, help="path to dockyard.toml")
     sync.set_defaults(run=_sync)
     add_identity_commands(commands)
+    add_transfer_commands(commands)
+    add_vulndb_commands(commands)
+    add_search_commands(commands)
     return parser
 
 
@@ -97,8 +109,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    plan(args.service)  # an unknown name fails before anything starts
     config = load_config(args.config)
-    _run(config, args.service or list(SERVICES))
+    _run(config, args.service)
     return 0
 
 
@@ -113,7 +126,7 @@ def _up(args: argparse.Namespace) -> int:
                           "(install the Debian package docker-registry)")
     exited = _RegistryExit()
     try:
-        _run(config, list(SERVICES), registry=_registry_process(binary, config, exited))
+        _run(config, None, registry=_registry_process(binary, config, exited))
     except RegistryStartError as exc:
         print(f"dockyard: {exc}", file=sys.stderr)  # noqa: T201
         return 1
@@ -126,19 +139,35 @@ def _up(args: argparse.Namespace) -> int:
 
 def _run(
     config: Config,
-    services: list[str],
+    services: list[str] | None,
     registry: Callable[[web.Application], AsyncIterator[None]] | None = None,
 ) -> None:
     configure_logging(config.log.level, config.log.format)
     app = build_app(config, services)
     if registry is not None:
         app.cleanup_ctx.insert(0, registry)
-    log.info("serving", extra={"listen": config.server.listen, "services": services})
+    app.on_startup.append(_freeze_heap)  # after every cleanup_ctx has started
+    log.info("serving", extra={
+        "listen": config.server.listen,
+        "services": {name: sorted(parts) for name, parts in plan(services).items()},
+    })
     # handler_cancellation: a client that goes away (a closed live stream) frees its handler.
     # uvloop: the webhook's HTTP handling is the ingest path's largest cost on the default loop.
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
                 access_log=logging.getLogger("aiohttp.access"), handler_cancellation=True,
                 loop=uvloop.new_event_loop())
+
+
+async def _freeze_heap(_: web.Application) -> None:
+    """Move what start-up made (modules, stores, clients) out of the collector's sight.
+
+    A full collection walks the whole heap, mostly objects that live as long as the process;
+    frozen (gc.freeze) they are skipped, so the pauses that hit whatever runs then (a scan's
+    matching, a request) shrink: bench/vuln_matching.py, p95 of a 2,000-package match 577 ms
+    without, 254 ms with, on a loaded machine. Collected first, so no garbage is frozen.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -163,10 +192,13 @@ def _registry_process(
 
         async def watch() -> None:
             code = await process.wait()
-            if main is not None and main.cancelling():
-                # Ctrl-C signals the whole process group, so the registry dies with us; a
-                # second signal now would cut Dockyard's own shutdown short (and exit 1).
-                return
+            # Ctrl-C signals the whole process group, so the registry dies with us, and its
+            # exit may be seen just before our own signal is handled: give that a moment. A
+            # second signal from us would cut Dockyard's own shutdown short (and exit 1).
+            for _ in range(STOP_GRACE_STEPS):
+                if main is not None and main.cancelling():
+                    return
+                await asyncio.sleep(0.05)
             exited.returncode = code
             log.error("registry exited; stopping", extra={"returncode": code})
             os.kill(os.getpid(), signal.SIGTERM)
@@ -187,6 +219,10 @@ def _registry_process(
                 await process.wait()
 
     return context
+
+
+# How long (in steps of 50 ms) a registry exit may precede the stop signal it came with.
+STOP_GRACE_STEPS = 20
 
 
 class RegistryStartError(Exception):
@@ -212,11 +248,10 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 async def _sync_once(config: Config) -> int:
-    event_log = SqliteEventLog(config.path(config.eventlog.path))
-    catalog = SqliteCatalogStore(config.path(CATALOG_DB))
-    await event_log.open()
-    await catalog.open()
+    opened = AsyncExitStack()
+    event_log = await opened.enter_async_context(open_event_log(config))
     try:
+        catalog, _ = await opened.enter_async_context(open_stores(config))
         # The registry demands tokens: sync gets Dockyard's own, with catalog and pull access.
         async with open_auth(config, event_log) as auth, RegistryClient(
             config.registry.url, timeout=config.registry.timeout_seconds,
@@ -234,8 +269,7 @@ async def _sync_once(config: Config) -> int:
         print(f"\ndockyard: registry at {config.registry.url}: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     finally:
-        await catalog.close()
-        await event_log.close()
+        await opened.aclose()
     print(f"\n{report.repositories} repositories, {report.tags} tags;"  # noqa: T201
           f" {report.events} change(s) appended for the consumers")
     return 0

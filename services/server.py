@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from services.core.web import (
     CONFIG,
     CONSUMERS,
     HEALTH,
+    JOBS,
     METRICS,
     PRIORITY,
     HealthChecks,
@@ -22,17 +24,35 @@ from services.core.web import (
     shared_resources_ctx,
 )
 from services.ingest import app as ingest_app
+from services.portal import app as portal_app
+from services.scanner import app as scanner_app
+from services.search import app as search_app
+from services.selection import Part, Plan, plan_services
 
-__all__ = ["SERVICES", "build_app"]
+__all__ = ["NEEDS", "SERVICES", "build_app", "plan"]
 
-SERVICES = {"auth": auth_app.setup, "ingest": ingest_app.setup}
+SERVICES = {"auth": auth_app.setup, "ingest": ingest_app.setup, "search": search_app.setup,
+            "portal": portal_app.setup, "scanner": scanner_app.setup}
+# Services a service reads through (their module API, never their tables), opened without their
+# routes and consumers when it runs alone. Every service also needs auth, to know who calls.
+NEEDS: dict[str, tuple[str, ...]] = {"portal": ("ingest", "search", "scanner"),
+                                      "search": ("scanner",)}  # findings of scans, by digest
 
 # Envelopes larger than the webhook limit are refused by the handler with a 413 that names the
 # limit; aiohttp's own cap only has to be above it.
 _HEADROOM = 64 * 1024
 
 
-def build_app(config: Config, services: Iterable[str] = SERVICES) -> web.Application:
+def plan(services: Iterable[str] | None = None) -> Plan:
+    """What ``dockyard serve --service …`` runs; raises ``Invalid`` for an unknown name."""
+    needs = {name: NEEDS.get(name, ()) if name == "auth" else ("auth", *NEEDS.get(name, ()))
+             for name in SERVICES}
+    return plan_services(services, SERVICES, needs)
+
+
+def build_app(config: Config, services: Iterable[str] | None = None) -> web.Application:
+    """The application running ``services`` (default: all of them, whole; see ``plan``)."""
+    parts_of = plan(services)
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=config.webhook.max_body_bytes + _HEADROOM,
@@ -41,14 +61,87 @@ def build_app(config: Config, services: Iterable[str] = SERVICES) -> web.Applica
     app[METRICS] = Metrics()
     app[HEALTH] = HealthChecks()
     app[CONSUMERS] = []
+    app[JOBS] = []
     app[PRIORITY] = Priority()
     app.cleanup_ctx.append(shared_resources_ctx)
-    for name in services:
-        SERVICES[name](app)
+    for name, parts in parts_of.items():
+        _install(app, SERVICES[name], parts)
     app.cleanup_ctx.append(consumers_ctx)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/api/v1/health", _health)
     return app
+
+
+Setup = Callable[[web.Application], None]
+Signal = Callable[[web.Application], Awaitable[object]]
+CleanupContext = Callable[
+    [web.Application], AsyncIterator[None] | contextlib.AbstractAsyncContextManager[None]
+]
+
+
+def _install(app: web.Application, setup: Setup, parts: frozenset[Part]) -> None:
+    """Run a service's ``setup`` on ``app``, keeping only the ``parts`` asked for.
+
+    Without ``api`` the service sets itself up on a scratch application whose state and
+    lifecycles are adopted and whose routes are dropped; without ``consumers`` the consumer
+    groups and jobs its contexts register at start are taken back before they run.
+    """
+    first_context = len(app.cleanup_ctx)
+    if "api" in parts:
+        setup(app)
+    else:
+        scratch = web.Application()
+        # A new application already has handlers of its own in these signals (the runner of
+        # its cleanup contexts): only what the service adds is adopted.
+        signals = (scratch.on_startup, scratch.on_shutdown, scratch.on_cleanup)
+        own = [len(signal) for signal in signals]
+        setup(scratch)
+        _adopt(app, scratch, [list(signal)[n:] for signal, n in zip(signals, own, strict=True)])
+    if "consumers" not in parts:
+        for index in range(first_context, len(app.cleanup_ctx)):
+            app.cleanup_ctx[index] = _without_background(app.cleanup_ctx[index])
+
+
+def _adopt(app: web.Application, scratch: web.Application, added: list[list[Signal]]) -> None:
+    """What ``scratch`` was given for its module API: state, cleanup contexts, and the
+    handlers ``added`` to its startup, shutdown and cleanup signals.
+
+    Its routes stay behind, and so do its HTTP hooks (middlewares, response hooks): they exist
+    for its routes.
+    """
+    for key in scratch:
+        app[key] = scratch[key]
+    app.cleanup_ctx.extend(scratch.cleanup_ctx)
+    startup, shutdown, cleanup = added
+    app.on_startup.extend(startup)
+    app.on_shutdown.extend(shutdown)
+    app.on_cleanup.extend(cleanup)
+
+
+def _without_background(
+    context: CleanupContext,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def without(app: web.Application) -> AsyncIterator[None]:
+        consumers, jobs = len(app[CONSUMERS]), len(app[JOBS])
+        started = context(app)
+        if not isinstance(started, contextlib.AbstractAsyncContextManager):
+            started = _generator_context(started)
+        async with started:
+            del app[CONSUMERS][consumers:]
+            del app[JOBS][jobs:]
+            yield
+
+    return without
+
+
+@contextlib.asynccontextmanager
+async def _generator_context(generator: AsyncIterator[None]) -> AsyncIterator[None]:
+    """A cleanup context written as a generator, run as aiohttp runs it: up to the yield at
+    start, the rest at cleanup."""
+    await anext(generator)
+    yield
+    with contextlib.suppress(StopAsyncIteration):
+        await anext(generator)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -253,6 +253,10 @@ def test_the_document_is_valid_openapi_3_1() -> None:
         Draft7Validator.check_schema(json.loads(path.read_text()))
 
 
+# The machine interface and the sign-in redirects; the portal's HTML pages are not part of it.
+API_PREFIXES = ("/api/", "/v2/", "/metrics", "/auth/")
+
+
 def test_every_route_is_documented_and_nothing_else(dockyard: Dockyard) -> None:
     documented = {
         (method.upper(), path)
@@ -264,6 +268,7 @@ def test_every_route_is_documented_and_nothing_else(dockyard: Dockyard) -> None:
         (route.method, route.resource.canonical)
         for route in dockyard.app.router.routes()
         if route.method != "HEAD" and route.resource is not None
+        and route.resource.canonical.startswith(API_PREFIXES)
     }
     assert documented == served
 
@@ -389,7 +394,10 @@ def test_activities_filtered(
 
 def test_activities_page_newest_first(client: httpx.Client) -> None:
     seen: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 3, "repository": "team/web"}
+    # The registry's entries only: scans of these pushes (they fail, as nothing listens at the
+    # registry URL) add scan.completed entries at their own pace.
+    params: dict[str, Any] = {"limit": 3, "repository": "team/web",
+                              "type": ",".join(REGISTRY_ACTIVITY_TYPES)}
     while True:
         response = client.get("/api/v1/activities", params=params)
         assert_matches_openapi(response, "/api/v1/activities", "get")
@@ -411,7 +419,9 @@ def test_every_activity_type_matches_the_activity_schema(client: httpx.Client) -
 
 
 def test_activities_as_csv(client: httpx.Client) -> None:
-    response = client.get("/api/v1/activities", params={"repository": "team/web"},
+    response = client.get("/api/v1/activities",
+                          params={"repository": "team/web",
+                                  "type": ",".join(REGISTRY_ACTIVITY_TYPES)},
                           headers={"Accept": "text/csv"})
     assert_matches_openapi(response, "/api/v1/activities", "get")
     rows = list(csv.reader(io.StringIO(response.text)))

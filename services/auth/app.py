@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,17 +15,26 @@ from services.auth.adapters.sqlite import SqliteAuthStore
 from services.auth.api import routes as identity_routes
 from services.auth.audit import Audit
 from services.auth.authority import TokenAuthority, TokenSettings
+from services.auth.cache import ReadCache
+from services.auth.directory_api import routes as directory_routes
+from services.auth.directory_app import DIRECTORY, DirectoryParts, directory_ctx, open_directory
 from services.auth.identity import IdentityService, Permissions
 from services.auth.keys import Keyring
 from services.auth.policy import Policy
+from services.auth.ports import AuthStore
 from services.auth.service import Authenticator, LoginOutcome, LoginPolicy
+from services.auth.sessions_app import sessions_ctx
 from services.auth.token_api import RATE_LIMITS, RateLimits
 from services.auth.token_api import routes as token_routes
 from services.core.config import Config
 from services.core.eventlog import EventLog
+from services.core.stores import mongo_database
 from services.core.web import CONFIG, EVENT_LOG, HEALTH, SERVICE_TOKENS
 
-__all__ = ["AUTH_DB", "Auth", "keyring", "open_auth", "setup"]
+if TYPE_CHECKING:
+    from services.auth.adapters.mongo import MongoAuthStore
+
+__all__ = ["AUTH_DB", "Auth", "keyring", "open_auth", "open_auth_store", "setup"]
 
 AUTH_DB = Path("auth.db")
 
@@ -32,7 +42,10 @@ AUTH_DB = Path("auth.db")
 def setup(app: web.Application) -> None:
     app.router.add_routes(token_routes)
     app.router.add_routes(identity_routes)
+    app.router.add_routes(directory_routes)
     app.cleanup_ctx.append(_auth_ctx)
+    app.cleanup_ctx.append(directory_ctx)
+    app.cleanup_ctx.append(sessions_ctx)
 
 
 def keyring(config: Config) -> Keyring:
@@ -43,19 +56,38 @@ def keyring(config: Config) -> Keyring:
 class Auth:
     """The auth service's parts, wired from the configuration."""
 
-    store: SqliteAuthStore
+    store: AuthStore
     authenticator: Authenticator
     authority: TokenAuthority
     identity: IdentityService
+    directory: DirectoryParts
+
+
+@asynccontextmanager
+async def open_auth_store(config: Config) -> AsyncIterator[AuthStore]:
+    """The auth store ``[store] backend`` (DOCKYARD_STORE) chooses, open until the exit."""
+    async with AsyncExitStack() as stack:
+        store: SqliteAuthStore | MongoAuthStore
+        if config.store.backend == "mongodb":
+            from services.auth.adapters.mongo import MongoAuthStore  # noqa: PLC0415 - extra
+
+            store = MongoAuthStore(await stack.enter_async_context(mongo_database(config)))
+        else:
+            store = SqliteAuthStore(config.path(AUTH_DB))
+        await store.open()
+        stack.push_async_callback(store.close)
+        yield store
 
 
 @asynccontextmanager
 async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
     """The auth service on its store, for ``serve`` and for the CLI commands."""
-    store = SqliteAuthStore(config.path(AUTH_DB))
-    await store.open()
-    audit = Audit(event_log)
+    stores = AsyncExitStack()
+    store = await stores.enter_async_context(open_auth_store(config))
     settings = config.auth
+    cache = ReadCache(settings.identity_cache_seconds)
+    audit = Audit(event_log, on_change=cache.invalidate)
+    stack = AsyncExitStack()
 
     async def on_login(outcome: LoginOutcome) -> None:
         await audit.record("user.login" if outcome.success else "user.login_failed",
@@ -63,6 +95,7 @@ async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
                            details={"reason": outcome.reason})
 
     try:
+        directory = await stack.enter_async_context(open_directory(config, store, audit))
         authority = TokenAuthority(store, keyring(config).active(), TokenSettings(
             issuer=settings.issuer,
             service=settings.service,
@@ -70,12 +103,13 @@ async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
             policy=Policy(anonymous_pull=settings.anonymous_pull,
                           delete_contributors=settings.delete_contributors,
                           push_policy=settings.push_policy),
-        ))
+        ), cache)
         authenticator = Authenticator(store, LoginPolicy(
             max_failures=settings.max_failed_logins,
             lock_seconds=settings.lockout_seconds,
             cache_seconds=settings.credential_cache_seconds,
-        ), on_login=on_login)
+            local_login=settings.local_login,
+        ), on_login=on_login, cache=cache, directory=directory.ldap)
         permissions = config.permissions
         identity = IdentityService(store, audit, Permissions(
             create_team=permissions.create_team,
@@ -84,9 +118,10 @@ async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
             manage_namespace=permissions.manage_namespace,
             change_visibility=permissions.change_visibility,
         ))
-        yield Auth(store, authenticator, authority, identity)
+        yield Auth(store, authenticator, authority, identity, directory)
     finally:
-        await store.close()
+        await stack.aclose()
+        await stores.aclose()
 
 
 async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -94,9 +129,10 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         app[AUTHENTICATOR] = auth.authenticator
         app[AUTHORITY] = auth.authority
         app[IDENTITY] = auth.identity
+        app[DIRECTORY] = auth.directory
         app[SERVICE_TOKENS] = auth.authority.service_token
         settings = app[CONFIG].auth
         app[RATE_LIMITS] = RateLimits(settings.rate_per_ip_per_minute,
                                       settings.rate_per_user_per_minute)
-        app[HEALTH].add("auth-store", auth.store.db.ping)
+        app[HEALTH].add("auth-store", auth.store.ping)
         yield

@@ -23,7 +23,7 @@ from services.auth.keys import KeyringError
 from services.auth.policy import Principal
 from services.core.config import Config, load_config
 from services.core.errors import Invalid
-from services.core.eventlog.sqlite import SqliteEventLog
+from services.core.eventlog.factory import open_event_log
 
 __all__ = ["OPERATOR", "add_commands"]
 
@@ -219,14 +219,8 @@ def _run(action: Action, args: argparse.Namespace) -> int:
 
 
 async def _on_identity(config: Config, action: Action, args: argparse.Namespace) -> list[str]:
-    event_log = SqliteEventLog(config.path(config.eventlog.path),
-                               synchronous=config.eventlog.synchronous)
-    await event_log.open()
-    try:
-        async with open_auth(config, event_log) as auth:
-            return await action(auth.identity, args)
-    finally:
-        await event_log.close()
+    async with open_event_log(config) as event_log, open_auth(config, event_log) as auth:
+        return await action(auth.identity, args)
 
 
 def _print(lines: list[str]) -> None:

@@ -11,6 +11,7 @@ from services.auth.policy import Role, Visibility
 __all__ = [
     "AccountKind",
     "AppToken",
+    "ExternalAccount",
     "Member",
     "Namespace",
     "NamespaceKind",
@@ -69,3 +70,19 @@ class AppToken:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalAccount:
+    """An account whose identity comes from a directory or a sign-in provider.
+
+    ``source`` is ``ldap`` or ``oidc:<provider>``; ``external_id`` the LDAP DN or the OIDC
+    ``sub`` (empty for an account pre-created before its first sign-in). ``suspended``: the
+    directory no longer knows it, so Dockyard disabled it (and re-enables it if it returns;
+    an account disabled by an admin is never re-enabled by the directory).
+    """
+
+    name: str
+    source: str
+    external_id: str
+    suspended: bool = False

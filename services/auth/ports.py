@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from services.auth.models import AppToken, Member, Namespace, Team, User
+from services.auth.models import AppToken, ExternalAccount, Member, Namespace, Team, User
 from services.auth.policy import Role, Visibility
+from services.core.dump import Dumped, RecordSpec
 
-__all__ = ["AuthStore", "NamespaceRecord"]
+__all__ = ["AUTH_RECORDS", "DIRECTORY_RECORDS", "AuthStore", "DirectoryStore", "NamespaceRecord"]
 
 # A namespace and the asking account's role in its team (None: not a member).
 NamespaceRecord = tuple[Namespace, Role | None]
 
+# What AuthStore.dump yields and load takes, in this order; times are epoch seconds.
+AUTH_RECORDS: RecordSpec = {
+    "user": {"name": "str", "email": "str", "kind": ("user", "bot"), "password_hash": "str?",
+             "admin": "bool", "enabled": "bool", "failed_logins": "int", "locked_until": "num?",
+             "created_at": "num"},
+    "team": {"name": "str", "description": "str", "created_at": "num"},
+    "member": {"team": "str", "user": "str", "role": ("viewer", "contributor", "owner")},
+    "namespace": {"name": "str", "kind": ("global", "personal", "team"),
+                  "visibility": ("private", "protected", "public"), "description": "str",
+                  "team": "str?", "owner": "str?", "created_at": "num"},
+    "app_token": {"id": "str", "secret_hash": "hex", "user": "str", "label": "str",
+                  "created_at": "num", "expires_at": "num?", "last_used_at": "num?",
+                  "revoked_at": "num?"},
+    "refresh_token": {"secret_hash": "hex", "user": "str", "client_id": "str",
+                      "created_at": "num", "revoked_at": "num?"},
+}
+
+# What DirectoryStore.dump yields and load takes, in this order: the links (an empty
+# external_id is an account created before its first sign-in), then the memberships the group
+# sync made, one record per user and team.
+DIRECTORY_RECORDS: RecordSpec = {
+    "account": {"name": "str", "source": "str", "external_id": "str", "suspended": "bool"},
+    "managed_member": {"user": "str", "team": "str", "role": ("viewer", "contributor", "owner")},
+}
+
 
 class AuthStore(Protocol):
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached (the health check)."""
+        ...
+
     # accounts ------------------------------------------------------------------------------
     async def create_user(self, user: User, password_hash: str | None) -> None:
         """Create the account (and, for a person, their private personal namespace).
@@ -112,3 +142,54 @@ class AuthStore(Protocol):
         ...
 
     async def revoke_refresh_tokens(self, user: str) -> int: ...
+
+    # export and import (dockyard export / import) ------------------------------------------
+    def dump(self) -> AsyncIterator[Dumped]:
+        """Every record (AUTH_RECORDS), each kind after the kinds it refers to."""
+        ...
+
+    async def is_empty(self) -> bool:
+        """True when the store holds nothing but the global namespace."""
+        ...
+
+    async def load(self, records: Sequence[Dumped]) -> None:
+        """Write dumped records as they are, in order (the global namespace is updated)."""
+        ...
+
+
+class DirectoryStore(Protocol):
+    """Which accounts come from a directory or provider, and which memberships its group sync
+    made (so it never touches the ones added by hand). Kept apart from AuthStore: only sign-in
+    and the sync use it."""
+
+    async def link(self, account: ExternalAccount) -> None:
+        """Create or replace the account's link."""
+        ...
+
+    async def account(self, name: str) -> ExternalAccount | None: ...
+
+    async def by_external_id(self, source: str, external_id: str) -> ExternalAccount | None: ...
+
+    async def accounts(self, source: str) -> list[ExternalAccount]: ...
+
+    async def managed(self, user: str) -> dict[str, Role]:
+        """Team → role, for the memberships of ``user`` that the sync made."""
+        ...
+
+    async def set_managed(self, user: str, memberships: dict[str, Role]) -> None:
+        """Replace the memberships of ``user`` that the sync manages."""
+        ...
+
+    # export and import (dockyard export / import) ------------------------------------------
+    def dump(self) -> AsyncIterator[Dumped]:
+        """Every record (DIRECTORY_RECORDS): accounts by name, then managed memberships by
+        user and team, so every adapter dumps the same sequence."""
+        ...
+
+    async def is_empty(self) -> bool:
+        """True when the store holds no link and no managed membership."""
+        ...
+
+    async def load(self, records: Sequence[Dumped]) -> None:
+        """Write dumped records as they are, in one transaction."""
+        ...

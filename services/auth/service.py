@@ -20,8 +20,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
+from services.auth.cache import ReadCache
 from services.auth.models import User
 from services.auth.passwords import verify_password
 from services.auth.policy import Credential, Principal
@@ -33,6 +34,7 @@ __all__ = [
     "Authenticator",
     "LoginOutcome",
     "LoginPolicy",
+    "PasswordDirectory",
     "new_secret",
     "parse_basic",
     "secret_hash",
@@ -51,6 +53,8 @@ class LoginPolicy:
     max_failures: int = 10
     lock_seconds: float = 600
     cache_seconds: float = 60
+    # False: only admins sign in with a Dockyard password ([auth] local_login).
+    local_login: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +89,31 @@ def secret_hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+class PasswordDirectory(Protocol):
+    """Checks passwords of accounts that have none in Dockyard (services/auth/directory.py)."""
+
+    async def verify(self, username: str, password: str) -> User | None:
+        """The (provisioned, synced) account when the password is right, else None."""
+        ...
+
+
 class Authenticator:
     def __init__(
         self,
         store: AuthStore,
         policy: LoginPolicy,
         on_login: Callable[[LoginOutcome], Awaitable[None]] | None = None,
+        cache: ReadCache | None = None,
+        directory: PasswordDirectory | None = None,
     ) -> None:
         self._store = store
+        self._directory = directory
         self._policy = policy
         self._on_login = on_login
+        self._cache = cache or ReadCache(0)
+        # token id → when this process last recorded its use (the cached token's own
+        # last_used_at goes stale, and must not make every request write).
+        self._touched: dict[str, datetime] = {}
         self._key = secrets.token_bytes(32)
         # account name → (fingerprint of the credentials verified, when that stops counting)
         self._verified: dict[str, tuple[bytes, float]] = {}
@@ -120,14 +139,16 @@ class Authenticator:
     async def principal_of(self, name: str, credential: Credential) -> Principal:
         """The principal of an account already proven (a refresh token); Unauthorized if it
         is disabled or gone."""
-        found = await self._store.get_user(name)
+        found = await self._user(name)
         if found is None or not found[0].enabled:
             raise Unauthorized("unauthorized", "the account is disabled or gone")
         return _principal(found[0], credential)
 
     async def _by_app_token(self, username: str | None, token: str) -> Principal:
         """``username`` None: a Bearer token, which names its account itself."""
-        found = await self._store.find_app_token(secret_hash(token))
+        digest = secret_hash(token)
+        found = await self._cache.get(("app-token", digest),
+                                      lambda: self._store.find_app_token(digest))
         now = datetime.now(UTC)
         app_token, user = found or (None, None)
         if (app_token is None or user is None or app_token.revoked
@@ -141,12 +162,27 @@ class Authenticator:
         if not user.enabled:
             raise Unauthorized("account_disabled", f"the account {username!r} is disabled",
                                _CHALLENGE)
-        if app_token.last_used_at is None or now - app_token.last_used_at > TOUCH_INTERVAL:
+        last_used = self._touched.get(app_token.id, app_token.last_used_at)
+        if last_used is None or now - last_used > TOUCH_INTERVAL:
+            if len(self._touched) >= CACHE_ENTRIES:
+                self._touched.clear()
+            self._touched[app_token.id] = now
             await self._store.touch_app_token(app_token.id, now)
         return _principal(user, "app_token")
 
+    async def _user(self, name: str) -> tuple[User, str | None] | None:
+        return await self._cache.get(("user", name), lambda: self._store.get_user(name))
+
+    async def _record_login(self, username: str, *, success: bool, lock_until: datetime
+                            ) -> User | None:
+        updated = await self._store.record_login(
+            username, success=success, max_failures=self._policy.max_failures,
+            lock_until=lock_until)
+        self._cache.invalidate()
+        return updated
+
     async def _by_password(self, username: str, password: str) -> Principal:
-        found = await self._store.get_user(username)
+        found = await self._user(username)
         user, password_hash = found or (None, None)
         now = datetime.now(UTC)
         if user is not None and (not user.enabled or user.locked_until is not None):
@@ -161,10 +197,11 @@ class Authenticator:
                 )
             # The lock ran out: count anew, so that only max_failures consecutive failures
             # lock again (not the first one after the lock).
-            await self._store.record_login(username, success=True,
-                                           max_failures=self._policy.max_failures,
-                                           lock_until=now)
-        if user is None:
+            await self._record_login(username, success=True, lock_until=now)
+        # Accounts without a Dockyard password (and unknown names) may be the directory's.
+        external = self._directory is not None and password_hash is None and (
+            user is None or user.kind == "user")
+        if user is None and not external:
             # Unknown names still pay one verification: timing does not tell which exist.
             await asyncio.to_thread(verify_password, None, password)
             await self._failed(username, None)
@@ -173,10 +210,12 @@ class Authenticator:
         ).digest()
         loop = asyncio.get_running_loop()
         cached = self._verified.get(username)
-        if cached is None or cached[1] < loop.time() or not hmac.compare_digest(
+        if user is None or cached is None or cached[1] < loop.time() or not hmac.compare_digest(
                 cached[0], fingerprint):
-            if not await asyncio.to_thread(verify_password, password_hash, password):
-                await self._failed(username, user)
+            user = await self._verify(username, password, user, password_hash,
+                                      external=external)
+            # After the password: the refusal must not tell which accounts are local.
+            self._check_local_login(user, password_hash)
             if not user.enabled:
                 await self._report(username, success=False, reason="account disabled")
                 raise Unauthorized("account_disabled",
@@ -185,19 +224,37 @@ class Authenticator:
                 self._verified.clear()
             self._verified[username] = (fingerprint, loop.time() + self._policy.cache_seconds)
             if user.failed_logins:
-                await self._store.record_login(username, success=True,
-                                               max_failures=self._policy.max_failures,
-                                               lock_until=now)
+                await self._record_login(username, success=True, lock_until=now)
             await self._report(username, success=True, reason="password")
         return _principal(user, "password")
+
+    async def _verify(self, username: str, password: str, user: User | None,
+                      password_hash: str | None, *, external: bool) -> User:
+        """The account if the password is right. The directory checks the passwords of
+        ``external`` accounts (and syncs them); DirectoryUnavailable (503) passes through, so
+        the caller knows it is not their password that failed."""
+        if external and self._directory is not None:
+            verified = await self._directory.verify(username, password)
+            if verified is None:
+                await self._failed(username, user)
+            return verified
+        if user is None or not await asyncio.to_thread(verify_password, password_hash,
+                                                        password):
+            await self._failed(username, user)
+        return user
+
+    def _check_local_login(self, user: User | None, password_hash: str | None) -> None:
+        if user is not None and password_hash is not None and not self._policy.local_login \
+                and not user.admin:
+            raise Unauthorized("local_login_disabled", "sign-in with a Dockyard password is"
+                               " turned off here; use your directory account or an app token",
+                               _CHALLENGE)
 
     async def _failed(self, username: str, user: User | None) -> NoReturn:
         reason = "wrong password" if user is not None else "unknown account"
         if user is not None:
             lock_until = datetime.now(UTC) + timedelta(seconds=self._policy.lock_seconds)
-            updated = await self._store.record_login(
-                username, success=False, max_failures=self._policy.max_failures,
-                lock_until=lock_until)
+            updated = await self._record_login(username, success=False, lock_until=lock_until)
             if updated is not None and updated.locked_until is not None:
                 reason += f"; locked after {updated.failed_logins} failures"
         await self._report(username, success=False, reason=reason)

@@ -13,11 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
 ENV_PREFIX = "DOCKYARD_"
+# Short names for the backend choices (ARCHITECTURE.md, issue #4); DOCKYARD_<SECTION>_<KEY> wins
+# when both are set.
+ENV_ALIASES = {"DOCKYARD_BUS": ("eventlog", "backend"), "DOCKYARD_STORE": ("store", "backend")}
 
 
 class ConfigError(Exception):
@@ -63,7 +66,8 @@ class WebhookConfig(_Section):
 
 
 class EventLogConfig(_Section):
-    backend: Literal["sqlite"] = "sqlite"
+    # Also read from DOCKYARD_BUS (the name ARCHITECTURE.md and the scale-out guide use).
+    backend: Literal["sqlite", "kafka"] = "sqlite"
     path: Path = Path("events.db")
     # Consumed entries are kept this long, for inspection and for consumer groups added later.
     retention_hours: float = Field(default=168, ge=0)
@@ -71,8 +75,44 @@ class EventLogConfig(_Section):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
+class KafkaConfig(_Section):
+    """The event log on Kafka (``[eventlog] backend = "kafka"``)."""
+
+    # host:port[,host:port…] of the brokers to bootstrap from (DOCKYARD_KAFKA_BOOTSTRAP).
+    bootstrap: str = "127.0.0.1:9092"
+    # Topics are created at start when missing, with these.
+    partitions: int = Field(default=6, ge=1)
+    replication: int = Field(default=1, ge=1)
+    client_id: str = "dockyard"
+    # Off only for brokers without KIP-98 support (the adapter's docstring says what is lost).
+    transactions: bool = True
+    idempotence: bool = True
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    # CA bundle that signs the brokers' certificates (SSL, SASL_SSL); empty: the system's.
+    ca_file: Path | None = None
+    # Consumer group timings (aiokafka's defaults). A handler batch that outlasts the poll
+    # interval costs the consumer its partitions.
+    session_timeout_ms: int = Field(default=10_000, ge=1)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=1)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1)
+
+
 class StoreConfig(_Section):
-    backend: Literal["sqlite"] = "sqlite"
+    # Also read from DOCKYARD_STORE.
+    backend: Literal["sqlite", "mongodb"] = "sqlite"
+
+
+class MongoConfig(_Section):
+    """The stores on MongoDB (``[store] backend = "mongodb"``)."""
+
+    # A MongoDB connection string; it may carry credentials, so it is never logged.
+    uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    database: str = Field(default="dockyard", min_length=1)
+    # How long start waits for a server before failing with the setting to fix.
+    timeout_seconds: float = Field(default=5, gt=0)
 
 
 class ActivityConfig(_Section):
@@ -98,9 +138,15 @@ class AuthConfig(_Section):
     max_failed_logins: int = Field(default=10, ge=1)
     lockout_seconds: float = Field(default=600, ge=0)
     credential_cache_seconds: float = Field(default=60, ge=0)
+    # How long app tokens and namespace permissions read on the hot paths are reused; changes
+    # through this process apply at once, changes by another process (CLI) within this time.
+    identity_cache_seconds: float = Field(default=5, ge=0)
     # Token endpoint limits, per client address and per account name.
     rate_per_ip_per_minute: int = Field(default=600, ge=1)
     rate_per_user_per_minute: int = Field(default=300, ge=1)
+    # false: only admins sign in with a Dockyard password; everyone else uses the directory
+    # or an OIDC provider (application tokens keep working).
+    local_login: bool = True
 
 
 class PermissionsConfig(_Section):
@@ -113,6 +159,135 @@ class PermissionsConfig(_Section):
     change_visibility: bool = True
 
 
+class PortalConfig(_Section):
+    # Anonymous visitors may browse public namespaces (as anonymous pulls may read them).
+    anonymous_explore: bool = True
+    # A portal session ends this long after sign-in, or after this long without a request.
+    session_ttl_seconds: float = Field(default=12 * 3600, ge=60)
+    session_idle_seconds: float = Field(default=2 * 3600, ge=60)
+
+
+class GroupMapping(_Section):
+    """A directory group (LDAP DN, OIDC groups-claim value, GitHub ``org/team``) → a team."""
+
+    group: str = Field(min_length=1)
+    team: str = Field(min_length=1)
+    role: Literal["viewer", "contributor", "owner"] = "viewer"
+
+
+class LdapConfig(_Section):
+    """Sign-in against an LDAP directory (services/auth/ldap.py); off while ``url`` is empty."""
+
+    url: str = ""  # ldap://host[:389] (with start_tls) or ldaps://host[:636]
+    start_tls: bool = True
+    ca_file: Path | None = None  # trusted CA for the server's certificate (system CAs if unset)
+    # Search-then-bind: the service account that finds users (and groups); empty = anonymous.
+    bind_dn: str = ""
+    bind_password: str = ""
+    # Direct bind instead of a search: "uid={username},ou=people,dc=example,dc=org".
+    user_dn_template: str = ""
+    user_base: str = ""
+    user_filter: str = "(objectClass=inetOrgPerson)"
+    uid_attribute: str = "uid"
+    email_attribute: str = "mail"
+    # Where a user's groups come from: the user's memberOf, or a search of groupOfNames
+    # (member) / groupOfUniqueNames (uniqueMember) entries under group_base.
+    group_membership: Literal["memberOf", "groupOfNames", "groupOfUniqueNames"] = "memberOf"
+    group_base: str = ""
+    admin_group: str = ""  # DN whose members are Dockyard admins
+    groups: list[GroupMapping] = []
+    # false: sync adds and removes only the memberships it made itself; true: it also
+    # removes members of mapped teams that were added by hand.
+    manage_manual_members: bool = False
+    sync_interval_seconds: float = Field(default=3600, ge=0)
+    connect_timeout_seconds: float = Field(default=5, gt=0)
+    timeout_seconds: float = Field(default=10, gt=0)
+    pool_size: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value and not value.startswith(("ldap://", "ldaps://")):
+            raise ValueError("expected ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+class OidcProviderConfig(_Section):
+    """One sign-in provider of the portal (services/auth/oidc.py, services/auth/github.py)."""
+
+    kind: Literal["oidc", "github"] = "oidc"
+    display_name: str = ""
+    issuer: str = ""  # OIDC: discovery at <issuer>/.well-known/openid-configuration
+    client_id: str = Field(min_length=1)
+    client_secret: str = ""
+    scopes: list[str] = ["openid", "profile", "email"]
+    username_claim: str = "preferred_username"
+    email_claim: str = "email"
+    groups_claim: str = "groups"
+    admin_group: str = ""
+    # false: only accounts that already exist (pre-created by an admin) may sign in.
+    auto_onboard: bool = True
+    groups: list[GroupMapping] = []
+    manage_manual_members: bool = False
+    # GitHub: sign-in limited to members of these organisations / "org/team"s (none: anyone).
+    organizations: list[str] = []
+    github_teams: list[str] = []
+    api_url: str = "https://api.github.com"
+    authorize_url: str = "https://github.com/login/oauth/authorize"
+    token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105 - a URL
+    timeout_seconds: float = Field(default=10, gt=0)
+    clock_skew_seconds: int = Field(default=60, ge=0)
+
+
+class ScannerConfig(_Section):
+    """Scanning pushed images (services/scanner)."""
+
+    enabled: bool = True
+    path: Path = Path("scans.db")  # scan states, reports and inventories
+    # The embedded engine's OSV database (``dockyard vulndb import``); empty: inventory only.
+    vulndb: Path = Path("vulndb.db")
+    # Images scanned at once per process; each streams one layer at a time.
+    concurrency: int = Field(default=2, ge=1, le=64)
+    # A scan still running after this long fails with that reason.
+    timeout_seconds: float = Field(default=1800, gt=0)
+    # How often the queue is looked at for scans to run (pushes queue them through the log).
+    poll_seconds: float = Field(default=2, gt=0)
+    # How often stored inventories are matched again after a vulnerability database change
+    # made by another process (``dockyard vulndb import`` re-matches at once); 0: never.
+    rematch_seconds: float = Field(default=300, ge=0)
+    # Who finds the vulnerabilities: the embedded OSV engine, Clair v4 ([clair]) or an existing
+    # Harbor scanner adapter such as Trivy's ([harbor] adapter_url).
+    backend: Literal["embedded", "clair", "harbor"] = "embedded"
+
+
+class ClairConfig(_Section):
+    """Clair v4 as the scanner backend (``[scanner] backend = "clair"``)."""
+
+    url: str = "http://127.0.0.1:6060"  # indexer and matcher (Clair's combined mode)
+    # Clair's auth.psk.key (base64); Dockyard signs its requests with it (HS256 JWTs).
+    psk: SecretStr = SecretStr("")
+    issuer: str = "dockyard"  # must be in Clair's auth.psk.iss list
+    # How Clair reaches the registry for layers; empty: registry.url.
+    registry_url: str = ""
+    timeout_seconds: float = Field(default=300, gt=0)  # indexing fetches every layer
+
+
+class HarborConfig(_Section):
+    """The Harbor pluggable scanner adapter API: Dockyard's own, and one it can use."""
+
+    # Harbor's registration sends "Authorization: Bearer <token>" to the adapter; empty: the
+    # adapter API (register <dockyard>/api/harbor in Harbor) answers 404, not offered.
+    api_token: SecretStr = SecretStr("")
+    # An existing adapter (e.g. Trivy's) for [scanner] backend = "harbor", and its credential.
+    adapter_url: str = ""
+    adapter_token: SecretStr = SecretStr("")
+    timeout_seconds: float = Field(default=600, gt=0)  # a scan's wait for its report
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -123,11 +298,20 @@ class Config(_Section):
     registry: RegistryConfig = RegistryConfig()
     webhook: WebhookConfig
     eventlog: EventLogConfig = EventLogConfig()
+    kafka: KafkaConfig = KafkaConfig()
     store: StoreConfig = StoreConfig()
+    mongodb: MongoConfig = MongoConfig()
     activity: ActivityConfig = ActivityConfig()
     sync: SyncConfig = SyncConfig()
     auth: AuthConfig = AuthConfig()
     permissions: PermissionsConfig = PermissionsConfig()
+    ldap: LdapConfig = LdapConfig()
+    # [oidc.<name>] tables: several sign-in providers at once (no environment overrides).
+    oidc: dict[str, OidcProviderConfig] = {}
+    portal: PortalConfig = PortalConfig()
+    scanner: ScannerConfig = ScannerConfig()
+    clair: ClairConfig = ClairConfig()
+    harbor: HarborConfig = HarborConfig()
     log: LogConfig = LogConfig()
 
     def path(self, relative: Path) -> Path:
@@ -160,6 +344,12 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
 def _overlay_env(data: dict[str, Any], env: os._Environ[str] | dict[str, str]) -> dict[str, Any]:
     merged: dict[str, Any] = {name: dict(value) if isinstance(value, dict) else value
                               for name, value in data.items()}
+    for variable, (section_name, key) in ENV_ALIASES.items():
+        if variable in env:
+            section = merged.setdefault(section_name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{section_name}: expected a table")
+            section[key] = env[variable]
     for section_name, field in Config.model_fields.items():
         section_model = field.annotation
         if not (isinstance(section_model, type) and issubclass(section_model, _Section)):
@@ -179,5 +369,6 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
         message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        problems.append(f"{key}: {message}")
+        aliases = [name for name, place in ENV_ALIASES.items() if ".".join(place) == key]
+        problems.append(f"{key}{''.join(f' ({name})' for name in aliases)}: {message}")
     return "invalid configuration: " + "; ".join(problems)

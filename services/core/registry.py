@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -162,6 +163,38 @@ class RegistryClient:
             )
         media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
         return Manifest(digest=expected, media_type=media_type, body=body)
+
+    @asynccontextmanager
+    async def blob(
+        self, repository: str, digest: str, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The blob's bytes as they arrive, for reading a layer without holding it.
+
+        A HEAD first runs the token dance (a streamed GET cannot be resent); the GET follows
+        redirects to storage (S3, a CDN), and httpx drops the Authorization header when the
+        redirect leaves the registry's origin.
+        """
+        _check_repository(repository)
+        if not is_valid_digest(digest):
+            raise ValueError(f"not a digest: {digest!r}")
+        scope = f"repository:{repository}:pull"
+        url = f"/v2/{repository}/blobs/{digest}"
+        _raise_for_status(await self._send("HEAD", url, scope=scope), not_found=ManifestNotFound)
+        headers = {}
+        if (token := self._tokens.get(scope)) is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = self._http.build_request("GET", url, headers=headers)
+        try:
+            response = await self._http.send(request, stream=True, follow_redirects=True)
+        except httpx.TransportError as exc:
+            raise RegistryUnreachable(f"GET {url}: registry unreachable ({exc!r})") from exc
+        try:
+            if not response.is_success:
+                await response.aread()
+                _raise_for_status(response, not_found=ManifestNotFound)
+            yield response.aiter_bytes(chunk_size)
+        finally:
+            await response.aclose()
 
     async def catalog(self, page_size: int = 100) -> AsyncIterator[str]:
         """Every repository name, following ``Link: <…>; rel="next"`` page by page."""

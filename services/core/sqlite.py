@@ -10,13 +10,15 @@ WAL mode lets the reader see committed data while the writer works.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-__all__ = ["Database"]
+__all__ = ["Database", "Table", "insert_record", "row_record"]
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
@@ -77,6 +79,22 @@ class Database:
         """Raise if the file cannot be read."""
         await self.read(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def scan(
+        self, table: str, columns: str, batch: int = 1000
+    ) -> AsyncIterator[list[sqlite3.Row]]:
+        """Every row of ``table`` in rowid order, one read per batch (exports of large tables
+        without holding the reader for long)."""
+        sql = (f"SELECT rowid AS rowid_, {columns} FROM {table} WHERE rowid > ?"
+               " ORDER BY rowid LIMIT ?")
+        last = 0
+
+        def page(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(sql, (last, batch)).fetchall()
+
+        while rows := await self.read(page):
+            yield rows
+            last = rows[-1]["rowid_"]
+
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode (isolation_level=None): transactions are explicit in _in_transaction.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -93,16 +111,57 @@ class Database:
         conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(self._migrations[version:], start=version + 1):
+        while version < len(self._migrations):
             try:
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-                )
+                conn.executescript(f"BEGIN IMMEDIATE;\n{self._migrations[version]}\n"
+                                   f"PRAGMA user_version = {version + 1};\nCOMMIT;")
             except sqlite3.Error:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise
+                # Processes started side by side (dockyard serve --service …) open the same
+                # file at once: when another one ran this migration first, go on from there.
+                if conn.execute("PRAGMA user_version").fetchone()[0] <= version:
+                    raise
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
         return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """How a table's rows become dumped records (services.core.dump) and back: BLOBs travel as
+    hex, JSON text as JSON, 0/1 flags as booleans."""
+
+    name: str
+    columns: tuple[str, ...]
+    booleans: frozenset[str] = frozenset()
+    json: frozenset[str] = frozenset()
+    blobs: frozenset[str] = frozenset()
+    upsert: str = ""  # an ON CONFLICT clause, for rows the schema creates itself
+
+
+def row_record(table: Table, row: sqlite3.Row) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for column in table.columns:
+        value = row[column]
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif column in table.booleans:
+            value = bool(value)
+        elif column in table.json and isinstance(value, str):
+            value = json.loads(value)
+        record[column] = value
+    return record
+
+
+def insert_record(conn: sqlite3.Connection, table: Table, record: dict[str, Any]) -> None:
+    values = [
+        bytes.fromhex(record[c]) if c in table.blobs
+        else json.dumps(record[c]) if c in table.json
+        else record[c]
+        for c in table.columns
+    ]
+    conn.execute(f"INSERT INTO {table.name} ({', '.join(table.columns)})"
+                 f" VALUES ({', '.join('?' * len(values))}) {table.upsert}", values)
 
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

@@ -17,21 +17,25 @@ from aiohttp import web
 from services.core.config import Config
 from services.core.consume import Consumer, run_consumer
 from services.core.eventlog import EventLog
+from services.core.eventlog.factory import open_event_log
 from services.core.eventlog.sqlite import SqliteEventLog
 from services.core.metrics import Metrics
 from services.core.priority import Priority
 from services.core.registry import RegistryClient
+from services.core.stores import shared_mongo_database
 
 __all__ = [
     "CONFIG",
     "CONSUMERS",
     "EVENT_LOG",
     "HEALTH",
+    "JOBS",
     "METRICS",
     "PRIORITY",
     "REGISTRY",
     "SERVICE_TOKENS",
     "HealthChecks",
+    "Job",
     "consumers_ctx",
     "periodic",
     "shared_resources_ctx",
@@ -52,12 +56,24 @@ class HealthChecks:
         self.checks[name] = check
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Background work run every ``interval`` seconds (0: never) beside the consumers."""
+
+    name: str
+    interval: float
+    run: Callable[[], Awaitable[object]]
+
+
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 EVENT_LOG = web.AppKey("event_log", EventLog)
 REGISTRY = web.AppKey("registry", RegistryClient)
 HEALTH = web.AppKey("health", HealthChecks)
 CONSUMERS = web.AppKey("consumers", list[Consumer])
+# Registered, like CONSUMERS, by a service's context at start; a process serving only the
+# service's routes (``--service NAME-api``) runs neither.
+JOBS = web.AppKey("jobs", list[Job])
 PRIORITY = web.AppKey("priority", Priority)
 # Tokens for Dockyard's own registry calls (scope → token), set by the auth service.
 ServiceTokens = Callable[[str], Awaitable[str]]
@@ -65,27 +81,34 @@ SERVICE_TOKENS: web.AppKey[ServiceTokens] = web.AppKey("service_tokens")
 
 
 async def shared_resources_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Opens the event log and the registry client for every service of this process."""
+    """Opens the event log, the registry client and, on MongoDB, the one database client for
+    every service of this process (the services' stores borrow it: services.core.stores)."""
     config = app[CONFIG]
-    event_log = SqliteEventLog(
-        config.path(config.eventlog.path), synchronous=config.eventlog.synchronous
-    )
-    await event_log.open()
-    app[EVENT_LOG] = event_log
-    async def service_token(scope: str) -> str | None:
-        issue = app.get(SERVICE_TOKENS)
-        return None if issue is None else await issue(scope)
+    async with contextlib.AsyncExitStack() as mongodb, open_event_log(config) as event_log:
+        if config.store.backend == "mongodb":
+            await mongodb.enter_async_context(shared_mongo_database(config))
+        app[EVENT_LOG] = event_log
 
-    registry = RegistryClient(config.registry.url, timeout=config.registry.timeout_seconds,
-                              token_provider=service_token)
-    app[REGISTRY] = registry
-    app[HEALTH].add("eventlog", event_log.ping)
-    app[HEALTH].add("registry", _reachable(registry))
-    retention = config.eventlog.retention_hours * 3600
-    async with periodic("eventlog-retention", 600, lambda: event_log.prune(retention)):
-        yield
-    await registry.aclose()
-    await event_log.close()
+        async def service_token(scope: str) -> str | None:
+            issue = app.get(SERVICE_TOKENS)
+            return None if issue is None else await issue(scope)
+
+        registry = RegistryClient(config.registry.url, timeout=config.registry.timeout_seconds,
+                                  token_provider=service_token)
+        app[REGISTRY] = registry
+        app[HEALTH].add("eventlog", event_log.ping)
+        app[HEALTH].add("registry", _reachable(registry))
+        retention = config.eventlog.retention_hours * 3600
+
+        async def prune() -> None:
+            if isinstance(event_log, SqliteEventLog):
+                await event_log.prune(retention)
+
+        # Kafka ages records out by the topic's own retention.ms; the SQLite log is pruned here.
+        interval = 600 if isinstance(event_log, SqliteEventLog) else 0
+        async with periodic("eventlog-retention", interval, prune):
+            yield
+        await registry.aclose()
 
 
 def _reachable(registry: RegistryClient) -> HealthCheck:
@@ -97,7 +120,7 @@ def _reachable(registry: RegistryClient) -> HealthCheck:
 
 
 async def consumers_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Runs every registered consumer group as a task; cancels them at shutdown."""
+    """Runs every registered consumer group and job as a task; cancels them at shutdown."""
     tasks = [
         asyncio.create_task(
             run_consumer(app[EVENT_LOG], consumer, app[METRICS], priority=app[PRIORITY]),
@@ -105,7 +128,10 @@ async def consumers_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         for consumer in app[CONSUMERS]
     ]
-    yield
+    async with contextlib.AsyncExitStack() as jobs:
+        for job in app[JOBS]:
+            await jobs.enter_async_context(periodic(job.name, job.interval, job.run))
+        yield
     for task in tasks:
         task.cancel()
     for task in tasks:

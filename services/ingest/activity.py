@@ -4,7 +4,7 @@ Types (documented with their JSON in schemas/activity.schema.json):
 ``tag.pushed`` a manifest pushed by tag (pushes by digest, e.g. the platforms of an index, are
 not listed on their own); ``tag.deleted``; ``manifest.deleted`` (registry 2.8 follows it with a
 ``tag.deleted`` per tag that pointed at it); ``repository.deleted``; ``manifest.pulled`` only when
-``[activity] record_pulls`` is on.
+``[activity] record_pulls`` is on. ``scan.completed`` from the scanner's ``scan-events``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from services.core.schemas import validator
 from services.ingest.models import Activity
 from services.ingest.notifications import RegistryEvent
 
-__all__ = ["ACTIVITY_TYPES", "REGISTRY_ACTIVITY_TYPES", "activity_for", "identity_activity"]
+__all__ = [
+    "ACTIVITY_TYPES",
+    "REGISTRY_ACTIVITY_TYPES",
+    "activity_for",
+    "identity_activity",
+    "scan_activity",
+]
 
 REGISTRY_ACTIVITY_TYPES = (
     "tag.pushed",
@@ -27,7 +33,8 @@ REGISTRY_ACTIVITY_TYPES = (
     "repository.deleted",
     "manifest.pulled",
 )
-ACTIVITY_TYPES = REGISTRY_ACTIVITY_TYPES + IDENTITY_EVENT_TYPES
+SCAN_ACTIVITY_TYPES = ("scan.completed",)
+ACTIVITY_TYPES = REGISTRY_ACTIVITY_TYPES + IDENTITY_EVENT_TYPES + SCAN_ACTIVITY_TYPES
 
 
 def activity_for(event: RegistryEvent, *, record_pulls: bool) -> Activity | None:
@@ -74,6 +81,26 @@ def identity_activity(value: bytes) -> Activity:
         team=event["team"],
         details=event["details"],
         audience="namespace" if public else "admin",
+    )
+
+
+def scan_activity(value: bytes) -> Activity:
+    """The entry for a finished scan (schemas/events/scan-event.schema.json), seen by whoever
+    may pull from the repository's namespace."""
+    event = json.loads(value)
+    validator("events/scan-event.schema.json")(event)
+    return Activity(
+        id=event["id"],
+        type=event["type"],
+        actor=None,
+        repository=event["repository"],
+        namespace=namespace_of(event["repository"]),
+        tag=None,
+        digest=event["digest"],
+        time=datetime.fromisoformat(event["timestamp"]),
+        address=None,
+        user_agent=None,
+        details={key: event[key] for key in ("status", "reason", "summary", "packages")},
     )
 
 

@@ -9,6 +9,7 @@ import hmac
 import io
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -27,8 +28,17 @@ from services.ingest.consumers import REGISTRY_EVENTS
 from services.ingest.models import Activity, ActivityFilter
 from services.ingest.notifications import NotificationError, parse_envelope
 from services.ingest.ports import ActivityStore, CatalogStore
+from services.scanner.api import tag_scans
 
-__all__ = ["ACTIVITY_STORE", "ACTIVITY_WAKEUP", "CATALOG_STORE", "STREAMS_CLOSING", "routes"]
+__all__ = [
+    "ACTIVITY_STORE",
+    "ACTIVITY_WAKEUP",
+    "CATALOG_STORE",
+    "STREAMS_CLOSING",
+    "activities_csv",
+    "activity_events",
+    "routes",
+]
 
 log = logging.getLogger("dockyard.ingest")
 
@@ -117,6 +127,9 @@ async def list_tags(request: web.Request) -> web.Response:
     rows = await store.tags(repository, after=after, limit=limit + 1)
     if not rows and after is None and await store.repository(repository) is None:
         raise ApiError(404, "repository_not_found", f"no repository named {repository!r}")
+    # Through the scanner's module API, never its tables.
+    scans = await tag_scans(request.app, [row["digest"] for row in rows[:limit]])
+    rows = [{**row, "scan": scans.get(row["digest"])} for row in rows]
     return _keyset_page(rows, limit, lambda row: [row["name"]])
 
 
@@ -127,7 +140,7 @@ async def list_activities(request: web.Request) -> web.StreamResponse:
     where = await _activity_filter(request)
     store = request.app[ACTIVITY_STORE]
     if "text/csv" in request.headers.get("Accept", ""):
-        return await _activities_csv(request, store, where)
+        return await activities_csv(request, store, where)
     limit = query_limit(request)
     before = None
     if "cursor" in request.query:
@@ -145,6 +158,14 @@ async def list_activities(request: web.Request) -> web.StreamResponse:
 async def stream_activities(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each new activity as ``event: activity`` with its JSON."""
     where = await _activity_filter(request)
+    return await activity_events(request, lambda activity: _matches(activity, where))
+
+
+async def activity_events(
+    request: web.Request, keep: Callable[[Activity], bool]
+) -> web.StreamResponse:
+    """The live activity stream (server-sent events) of the activities ``keep`` accepts,
+    resumed after ``Last-Event-ID``; the API's and the portal's dashboard feed."""
     store = request.app[ACTIVITY_STORE]
     wakeup = request.app[ACTIVITY_WAKEUP]
     closing = request.app[STREAMS_CLOSING]
@@ -154,7 +175,7 @@ async def stream_activities(request: web.Request) -> web.StreamResponse:
         while stream.is_connected() and not closing.is_set():
             for sequence, activity in await store.since(position, 100):
                 position = sequence
-                if _matches(activity, where):
+                if keep(activity):
                     await stream.send(json.dumps(activity_json(activity)), id=str(sequence),
                                       event="activity")
             # On a timeout look again anyway: another process may have recorded activity.
@@ -183,9 +204,11 @@ def activity_json(activity: Activity) -> dict[str, Any]:
     }
 
 
-async def _activities_csv(
+async def activities_csv(
     request: web.Request, store: ActivityStore, where: ActivityFilter
 ) -> web.StreamResponse:
+    """Every activity ``where`` selects, streamed as CSV a page at a time (the API's export
+    and the portal's)."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/csv; charset=utf-8",
                  "Content-Disposition": 'attachment; filename="activities.csv"'}

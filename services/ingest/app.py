@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from services.auth.audit import IDENTITY_EVENTS
+from services.core.config import Config
 from services.core.consume import Consumer
-from services.core.web import CONFIG, CONSUMERS, EVENT_LOG, HEALTH, REGISTRY, periodic
+from services.core.stores import mongo_database
+from services.core.web import CONFIG, CONSUMERS, EVENT_LOG, HEALTH, JOBS, REGISTRY, Job
 from services.ingest.adapters.sqlite import SqliteActivityStore, SqliteCatalogStore
 from services.ingest.api import (
     ACTIVITY_STORE,
@@ -21,9 +25,14 @@ from services.ingest.api import (
 )
 from services.ingest.consumers import REGISTRY_EVENTS, ActivityConsumer, CatalogConsumer
 from services.ingest.models import Activity
+from services.ingest.ports import ActivityStore, CatalogStore
 from services.ingest.sync import sync_catalog
+from services.scanner.consumers import SCAN_EVENTS
 
-__all__ = ["ACTIVITY_DB", "CATALOG_DB", "setup"]
+if TYPE_CHECKING:
+    from services.ingest.adapters.mongo import MongoActivityStore, MongoCatalogStore
+
+__all__ = ["ACTIVITY_DB", "CATALOG_DB", "open_stores", "setup"]
 
 CATALOG_DB = Path("catalog.db")
 ACTIVITY_DB = Path("activity.db")
@@ -43,12 +52,33 @@ async def _close_streams(app: web.Application) -> None:
         app[ACTIVITY_WAKEUP].notify_all()
 
 
+@asynccontextmanager
+async def open_stores(config: Config) -> AsyncIterator[tuple[CatalogStore, ActivityStore]]:
+    """The catalog and the activity log where ``[store] backend`` (DOCKYARD_STORE) says."""
+    async with AsyncExitStack() as stack:
+        catalog: SqliteCatalogStore | MongoCatalogStore
+        activity: SqliteActivityStore | MongoActivityStore
+        if config.store.backend == "mongodb":
+            from services.ingest.adapters.mongo import (  # noqa: PLC0415 - optional extra
+                MongoActivityStore,
+                MongoCatalogStore,
+            )
+
+            database = await stack.enter_async_context(mongo_database(config))
+            catalog, activity = MongoCatalogStore(database), MongoActivityStore(database)
+        else:
+            catalog = SqliteCatalogStore(config.path(CATALOG_DB))
+            activity = SqliteActivityStore(config.path(ACTIVITY_DB))
+        for store in (catalog, activity):
+            await store.open()
+            stack.push_async_callback(store.close)
+        yield catalog, activity
+
+
 async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    catalog = SqliteCatalogStore(config.path(CATALOG_DB))
-    activity = SqliteActivityStore(config.path(ACTIVITY_DB))
-    await catalog.open()
-    await activity.open()
+    stores = AsyncExitStack()
+    catalog, activity = await stores.enter_async_context(open_stores(config))
     app[CATALOG_STORE] = catalog
     app[ACTIVITY_STORE] = activity
     wakeup = asyncio.Condition()
@@ -65,12 +95,11 @@ async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
                                        on_recorded=recorded)
     app[CONSUMERS].extend(
         Consumer(topic, ActivityConsumer.group, record_activity)
-        for topic in (REGISTRY_EVENTS, IDENTITY_EVENTS)
+        for topic in (REGISTRY_EVENTS, IDENTITY_EVENTS, SCAN_EVENTS)
     )
-    app[HEALTH].add("catalog-store", catalog.db.ping)
-    app[HEALTH].add("activity-store", activity.db.ping)
-    sync = lambda: sync_catalog(app[REGISTRY], catalog, app[EVENT_LOG])  # noqa: E731
-    async with periodic("sync", config.sync.interval_seconds, sync):
-        yield
-    await activity.close()
-    await catalog.close()
+    app[HEALTH].add("catalog-store", catalog.ping)
+    app[HEALTH].add("activity-store", activity.ping)
+    app[JOBS].append(Job("sync", config.sync.interval_seconds,
+                         lambda: sync_catalog(app[REGISTRY], catalog, app[EVENT_LOG])))
+    yield
+    await stores.aclose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.auth.authority import SERVICE_PRINCIPAL
 from services.ingest.manifests import ManifestInfo, signed_digest_from_tag
 from services.ingest.models import (
     DeleteManifest,
@@ -25,6 +26,8 @@ from services.ingest.models import (
 from services.ingest.notifications import RegistryEvent
 
 __all__ = ["FetchedManifest", "needs_manifest", "plan"]
+
+SERVICE_ACCOUNT = SERVICE_PRINCIPAL.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +56,12 @@ def plan(event: RegistryEvent, fetched: FetchedManifest | None) -> list[Operatio
             return [DeleteManifest(repository, event.digest)]
         case "delete":
             return [DeleteRepository(repository)]
-        case "pull" if event.is_manifest:
+        case "pull" if event.is_manifest and event.actor != SERVICE_ACCOUNT:
             return [RecordPull(repository, event.tag, event.digest, event.timestamp)]
         case _:
-            return []  # blob pushes, pulls and mounts say nothing about the catalog
+            # Blob pushes, pulls and mounts say nothing about the catalog; Dockyard's own pulls
+            # (the scanner reading an image) are not popularity.
+            return []
 
 
 def _push(event: RegistryEvent, fetched: FetchedManifest) -> list[Operation]:

@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from services.auth.audit import IDENTITY_EVENTS
 from services.core.eventlog import Delivered
 from services.core.registry import ManifestNotFound, RegistryClient
-from services.ingest.activity import activity_for, identity_activity
+from services.ingest.activity import activity_for, identity_activity, scan_activity
 from services.ingest.catalog import FetchedManifest, needs_manifest, plan
 from services.ingest.manifests import describe
 from services.ingest.models import Activity, Operation
 from services.ingest.notifications import RegistryEvent
 from services.ingest.ports import ActivityStore, CatalogStore
+from services.scanner.consumers import SCAN_EVENTS
 
 __all__ = ["REGISTRY_EVENTS", "ActivityConsumer", "CatalogConsumer"]
 
@@ -108,5 +109,7 @@ class ActivityConsumer:
     def _entry(self, record: Delivered) -> Activity | None:
         if record.topic == IDENTITY_EVENTS:
             return identity_activity(record.value)
+        if record.topic == SCAN_EVENTS:
+            return scan_activity(record.value)
         event = RegistryEvent.from_log_value(record.value)
         return activity_for(event, record_pulls=self._record_pulls)

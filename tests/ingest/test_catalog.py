@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from services.auth.authority import SERVICE_PRINCIPAL
 from services.ingest.catalog import FetchedManifest, needs_manifest, plan
 from services.ingest.manifests import describe
 from services.ingest.models import (
@@ -108,6 +109,13 @@ def test_deletes(target: dict[str, str], expected: object) -> None:
 def test_a_manifest_pull_is_counted() -> None:
     event = registry_event("pull", mediaType=OCI_MANIFEST, digest=DIGEST_A, tag="1.0")
     assert plan(event, None) == [RecordPull("team/app", "1.0", DIGEST_A, event.timestamp)]
+
+
+def test_dockyards_own_pulls_are_not_popularity() -> None:
+    """The scanner reads every pushed image; that must not rank images in search."""
+    event = registry_event("pull", mediaType=OCI_MANIFEST, digest=DIGEST_A, tag="1.0",
+                           actor=SERVICE_PRINCIPAL.name)
+    assert plan(event, None) == []
 
 
 @pytest.mark.parametrize("action", ["push", "pull", "mount"])

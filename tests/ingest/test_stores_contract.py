@@ -1,17 +1,24 @@
 """Contract suites of the ingest stores: every CatalogStore and ActivityStore adapter passes.
 
-The MongoDB adapters join the ``params`` lists in the scale-out issue.
+The MongoDB adapters run against SecantusDB (tests/support/mongo.py), each test in a database
+of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from services.core.dump import check
 from services.core.reference import namespace_of
+from services.ingest.adapters.mongo import MongoActivityStore, MongoCatalogStore
 from services.ingest.adapters.sqlite import SqliteActivityStore, SqliteCatalogStore
 from services.ingest.models import (
     Activity,
@@ -24,26 +31,48 @@ from services.ingest.models import (
     PutTag,
     RecordPull,
 )
-from services.ingest.ports import ActivityStore, CatalogStore
+from services.ingest.ports import ACTIVITY_RECORDS, CATALOG_RECORDS, ActivityStore, CatalogStore
 from tests.factories import DIGEST_A, DIGEST_B, OCI_MANIFEST
+from tests.support.mongo import own_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite"])
-async def catalog(tmp_path: Path) -> AsyncIterator[CatalogStore]:
-    store = SqliteCatalogStore(tmp_path / "catalog.db")
-    await store.open()
-    yield store
-    await store.close()
+Factory = Callable[[str], Awaitable[object]]
 
 
-@pytest.fixture(params=["sqlite"])
-async def activity(tmp_path: Path) -> AsyncIterator[ActivityStore]:
-    store = SqliteActivityStore(tmp_path / "activity.db")
-    await store.open()
-    yield store
-    await store.close()
+@pytest.fixture(params=["sqlite", "mongodb", "mongod"])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Opens fresh, empty stores ("catalog" or "activity") of one adapter for the test."""
+    numbers = itertools.count()
+    async with AsyncExitStack() as stack:
+
+        async def make(kind: str) -> object:
+            number = next(numbers)
+            store: SqliteCatalogStore | SqliteActivityStore | MongoCatalogStore | MongoActivityStore
+            if request.param in {"mongodb", "mongod"}:
+                server = "mongod_uri" if request.param == "mongod" else "mongo_uri"
+                database = await stack.enter_async_context(
+                    own_database(request, f"_{number}", server=server))
+                store = (MongoCatalogStore if kind == "catalog" else MongoActivityStore)(database)
+            else:
+                path = tmp_path / f"{kind}-{number}.db"
+                store = (SqliteCatalogStore if kind == "catalog" else SqliteActivityStore)(path)
+            await store.open()
+            stack.push_async_callback(store.close)
+            return store
+
+        yield make
+
+
+@pytest.fixture
+async def catalog(stores: Factory) -> CatalogStore:
+    return cast("CatalogStore", await stores("catalog"))
+
+
+@pytest.fixture
+async def activity(stores: Factory) -> ActivityStore:
+    return cast("ActivityStore", await stores("activity"))
 
 
 def manifest(repository: str, digest: str, subject: str | None = None,
@@ -213,3 +242,109 @@ async def test_since_streams_in_recording_order(activity: ActivityStore) -> None
     await activity.record([entry(3)])
     assert [a.id for _, a in await activity.since(start, 10)] == ["a3"]
     assert [a.id for _, a in await activity.since(0, 10)] == ["a2", "a1", "a3"]
+
+
+# -- export and import -----------------------------------------------------------------------
+
+
+async def test_a_catalog_dump_loads_into_an_empty_store_as_it_was(stores: Factory) -> None:
+    first = cast("CatalogStore", await stores("catalog"))
+    assert await first.is_empty()
+    await first.apply([
+        ("e1", [manifest("team/app", DIGEST_A), tag("team/app", "1.0", DIGEST_A)]),
+        ("e2", [manifest("team/app", DIGEST_B, subject=DIGEST_A, kind="signature")]),
+        ("e3", [RecordPull("team/app", "1.0", DIGEST_A, T0)]),
+        ("e4", [manifest("nginx", DIGEST_A)]),
+    ])
+    assert not await first.is_empty()
+    records = [record async for record in first.dump()]
+    assert [kind for kind, _ in records] == sorted(
+        (kind for kind, _ in records), key=list(CATALOG_RECORDS).index)
+    for kind, fields in records:
+        assert check(CATALOG_RECORDS, kind, fields) is None, (kind, fields)
+    second = cast("CatalogStore", await stores("catalog"))
+    await second.load(records)
+    assert [record async for record in second.dump()] == records
+    assert await second.tags("team/app", after=None, limit=9) == await first.tags(
+        "team/app", after=None, limit=9)
+    assert await second.repositories(namespace=None, after=None, limit=9) == \
+        await first.repositories(namespace=None, after=None, limit=9)
+    assert await second.apply([("e1", [DeleteRepository("team/app")])]) == 0
+
+
+async def test_an_activity_dump_loads_with_its_sequence(stores: Factory) -> None:
+    first = cast("ActivityStore", await stores("activity"))
+    assert await first.is_empty()
+    await first.record([entry(2), entry(1), entry(3, kind="tag.deleted")])
+    records = [record async for record in first.dump()]
+    assert [fields["id"] for _, fields in records] == ["a2", "a1", "a3"]
+    for kind, fields in records:
+        assert check(ACTIVITY_RECORDS, kind, fields) is None, (kind, fields)
+    second = cast("ActivityStore", await stores("activity"))
+    await second.load(records)
+    assert [record async for record in second.dump()] == records
+    assert await second.since(0, 9) == await first.since(0, 9)
+    await second.record([entry(4)])
+    assert [(seq, a.id) for seq, a in await second.since(3, 9)] == [(4, "a4")]
+
+
+async def test_concurrent_recorders_get_distinct_sequences_without_gaps(
+    activity: ActivityStore,
+) -> None:
+    # Scale-out runs several activity consumers: each batch's sequence numbers are reserved and
+    # written together, so the live stream (since) never sees a later number before an earlier.
+    await asyncio.gather(*(activity.record([entry(n), entry(n + 100)]) for n in range(1, 9)))
+    streamed = await activity.since(0, 100)
+    assert [seq for seq, _ in streamed] == list(range(1, 17))
+    assert sorted(a.id for _, a in streamed) == sorted(
+        f"a{n}" for n in [*range(1, 9), *range(101, 109)])
+
+
+async def test_visible_namespaces_limit_repositories_and_the_feed(
+    catalog: CatalogStore, activity: ActivityStore
+) -> None:
+    names = ["a/one", "b/two", "c/three", "nginx"]
+    await catalog.apply([(f"e{i}", [manifest(n, DIGEST_A)]) for i, n in enumerate(names)])
+
+    async def visible(namespace: str | None, allowed: set[str]) -> list[str]:
+        rows = await catalog.repositories(namespace=namespace, after=None, limit=10,
+                                          visible=frozenset(allowed))
+        return [r["name"] for r in rows]
+
+    assert await visible(None, {"a", ""}) == ["a/one", "nginx"]
+    assert await visible("a", {"a", "b"}) == ["a/one"]
+    assert await visible("c", {"a", "b"}) == []
+    assert await visible(None, set()) == []
+    admin_only = Activity(id="x", type="user.created", actor="root", repository=None,
+                          namespace="a", tag=None, digest=None, time=T0, address=None,
+                          user_agent=None, audience="admin")
+    await activity.record([entry(1, repository="a/one"), entry(2, repository="b/two"),
+                           entry(3, repository="nginx"), admin_only])
+
+    async def feed(**where: object) -> list[str]:
+        found = await activity.search(ActivityFilter(**where), before=None, limit=50)  # type: ignore[arg-type]
+        return [a.id for _, a in found]
+
+    assert await feed(visible=frozenset({"a", ""})) == ["a3", "a1"]
+    assert await feed(visible=frozenset({"a", "b"}), namespace="b") == ["a2"]
+    assert await feed(visible=frozenset({"a"}), namespace="b") == []
+    assert await feed() == ["a3", "a2", "a1", "x"]
+
+
+async def test_one_batch_applies_its_events_in_order(catalog: CatalogStore) -> None:
+    later = T0 + timedelta(minutes=5)
+    assert await catalog.apply([
+        ("e1", [manifest("team/app", DIGEST_A), tag("team/app", "old", DIGEST_A)]),
+        ("e2", [DeleteRepository("team/app")]),
+        ("e3", [manifest("team/app", DIGEST_B), tag("team/app", "new", DIGEST_B, later)]),
+        ("e4", [RecordPull("team/app", "new", DIGEST_B, later)]),
+        ("e5", [DeleteTag("team/app", "new"), tag("team/app", "again", DIGEST_B, later)]),
+        ("e6", [RecordPull("team/app", None, DIGEST_B, later)]),
+    ]) == 6
+    assert await tag_names(catalog, "team/app") == {"again": DIGEST_B}
+    repo = await catalog.repository("team/app")
+    assert repo is not None
+    assert (repo["pull_count"], repo["tag_count"]) == (2, 1)
+    # Recreated by e3: created when its manifest was pushed, updated by its later tag.
+    assert (repo["created_at"], repo["updated_at"]) == (
+        T0.isoformat().replace("+00:00", "Z"), later.isoformat().replace("+00:00", "Z"))

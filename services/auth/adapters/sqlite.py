@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,9 @@ from typing import Any
 from services.auth.models import AppToken, Member, Namespace, Team, User
 from services.auth.policy import Role, Visibility
 from services.auth.ports import NamespaceRecord
+from services.core.dump import Dumped
 from services.core.errors import Conflict, NotFound
-from services.core.sqlite import Database
+from services.core.sqlite import Database, Table, insert_record, row_record
 
 __all__ = ["SqliteAuthStore"]
 
@@ -115,6 +116,9 @@ class SqliteAuthStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def ping(self) -> None:
+        await self.db.ping()
 
     # accounts ------------------------------------------------------------------------------
 
@@ -392,6 +396,49 @@ class SqliteAuthStore:
             "UPDATE refresh_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL",
             (time.time(), user)))
         return cursor.rowcount
+
+    # export and import ---------------------------------------------------------------------
+
+    async def dump(self) -> AsyncIterator[Dumped]:
+        for kind, table in _DUMPED.items():
+            async for rows in self.db.scan(table.name, ", ".join(table.columns)):
+                for row in rows:
+                    yield kind, row_record(table, row)
+
+    async def is_empty(self) -> bool:
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM teams)"
+            " + (SELECT count(*) FROM namespaces WHERE kind != 'global')"
+            " + (SELECT count(*) FROM app_tokens) + (SELECT count(*) FROM refresh_tokens)"
+        ).fetchone())
+        return int(row[0]) == 0
+
+    async def load(self, records: Sequence[Dumped]) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            for kind, fields in records:
+                insert_record(conn, _DUMPED[kind], fields)
+
+        await self.db.write(insert)
+
+
+# The dump, in AUTH_RECORDS order (each kind after those it refers to).
+_DUMPED = {
+    "user": Table("users", ("name", "email", "kind", "password_hash", "admin", "enabled",
+                            "failed_logins", "locked_until", "created_at"),
+                  booleans=frozenset({"admin", "enabled"})),
+    "team": Table("teams", ("name", "description", "created_at")),
+    "member": Table("members", ("team", "user", "role")),
+    # The global namespace exists in every store: an import updates it.
+    "namespace": Table("namespaces", ("name", "kind", "visibility", "description", "team",
+                                      "owner", "created_at"),
+                       upsert="ON CONFLICT (name) DO UPDATE SET visibility = excluded.visibility,"
+                              " description = excluded.description"),
+    "app_token": Table("app_tokens", ("id", "secret_hash", "user", "label", "created_at",
+                                      "expires_at", "last_used_at", "revoked_at"),
+                       blobs=frozenset({"secret_hash"})),
+    "refresh_token": Table("refresh_tokens", ("secret_hash", "user", "client_id", "created_at",
+                                              "revoked_at"), blobs=frozenset({"secret_hash"})),
+}
 
 
 def _require_user(conn: sqlite3.Connection, name: str) -> None:

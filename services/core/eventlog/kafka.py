@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -54,8 +55,11 @@ class KafkaEventLog:
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
         max_poll_interval_ms: int = 300_000,
+        connection: Mapping[str, Any] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
+        # Security settings every client gets: security_protocol, sasl_*, ssl_context.
+        self._connection = dict(connection or {})
         self._partitions = partitions
         self._replication = replication
         self._client_id = client_id
@@ -75,7 +79,7 @@ class KafkaEventLog:
 
     async def open(self) -> None:
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, client_id=self._client_id
+            bootstrap_servers=self._bootstrap, client_id=self._client_id, **self._connection
         )
         await self._admin.start()
         self._producer = AIOKafkaProducer(
@@ -86,6 +90,7 @@ class KafkaEventLog:
             transactional_id=(
                 f"{self._client_id}-{uuid.uuid4().hex}" if self._transactions else None
             ),
+            **self._connection,
         )
         try:
             await self._producer.start()
@@ -134,12 +139,15 @@ class KafkaEventLog:
             auto_offset_reset="earliest",
             isolation_level="read_committed" if self._transactions else "read_uncommitted",
             **self._group_timings,
+            **self._connection,
         )
         await consumer.start()
         consumer.subscribe([topic], listener=listener)
         try:
             await asyncio.wait_for(listener.assigned.wait(), ASSIGNMENT_TIMEOUT_SECONDS)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError):
+            # Also when the process stops before the group assigned anything (a join takes
+            # seconds): the consumer leaves the group instead of lingering as a member.
             await consumer.stop()
             raise
         return KafkaSubscription(consumer, topic, group)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.core.dump import Dumped
 from services.core.reference import namespace_of
-from services.core.sqlite import Database
+from services.core.sqlite import Database, Table, insert_record, row_record
 from services.core.times import rfc3339
 from services.ingest.models import (
     Activity,
@@ -127,6 +128,9 @@ class SqliteCatalogStore:
     async def close(self) -> None:
         await self.db.close()
 
+    async def ping(self) -> None:
+        await self.db.ping()
+
     async def apply(self, changes: Sequence[tuple[str, Sequence[Operation]]]) -> int:
         def work(conn: sqlite3.Connection) -> int:
             now = time.time()
@@ -222,6 +226,53 @@ class SqliteCatalogStore:
             lambda conn: conn.execute("SELECT name FROM repositories ORDER BY name").fetchall()
         )
         return [row[0] for row in rows]
+
+    async def dump(self) -> AsyncIterator[Dumped]:
+        async for record in _dump(self.db, _CATALOG_DUMPED):
+            yield record
+
+    async def is_empty(self) -> bool:
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT (SELECT count(*) FROM repositories) + (SELECT count(*) FROM applied_events)"
+        ).fetchone())
+        return int(row[0]) == 0
+
+    async def load(self, records: Sequence[Dumped]) -> None:
+        await _load(self.db, _CATALOG_DUMPED, records)
+
+
+# The dumps, in CATALOG_RECORDS / ACTIVITY_RECORDS order.
+_CATALOG_DUMPED = {
+    "repository": Table("repositories", ("name", "namespace", "created_at", "updated_at",
+                                         "pull_count", "last_pulled_at")),
+    "manifest": Table("manifests", ("repository", "digest", "media_type", "kind",
+                                    "artifact_type", "size", "platforms", "subject", "pushed_by",
+                                    "pushed_at"), json=frozenset({"platforms"})),
+    "tag": Table("tags", ("repository", "name", "digest", "pushed_by", "pushed_at",
+                          "pull_count", "last_pulled_at")),
+    "applied_event": Table("applied_events", ("id", "applied_at")),
+}
+_ACTIVITY_DUMPED = {
+    "activity": Table("activities", ("seq", "id", "type", "actor", "repository", "namespace",
+                                     "tag", "digest", "time_us", "address", "user_agent",
+                                     "synthetic", "subject", "team", "details", "audience"),
+                      booleans=frozenset({"synthetic"}), json=frozenset({"details"})),
+}
+
+
+async def _dump(db: Database, tables: dict[str, Table]) -> AsyncIterator[Dumped]:
+    for kind, table in tables.items():
+        async for rows in db.scan(table.name, ", ".join(table.columns)):
+            for row in rows:
+                yield kind, row_record(table, row)
+
+
+async def _load(db: Database, tables: dict[str, Table], records: Sequence[Dumped]) -> None:
+    def insert(conn: sqlite3.Connection) -> None:
+        for kind, fields in records:
+            insert_record(conn, tables[kind], fields)
+
+    await db.write(insert)
 
 
 def _apply(conn: sqlite3.Connection, operation: Operation) -> None:
@@ -356,6 +407,9 @@ class SqliteActivityStore:
     async def close(self) -> None:
         await self.db.close()
 
+    async def ping(self) -> None:
+        await self.db.ping()
+
     async def record(self, activities: Sequence[Activity]) -> list[Activity]:
         def insert(conn: sqlite3.Connection) -> list[Activity]:
             new = []
@@ -398,6 +452,16 @@ class SqliteActivityStore:
             lambda conn: conn.execute("SELECT coalesce(max(seq), 0) FROM activities").fetchone()
         )
         return int(row[0])
+
+    async def dump(self) -> AsyncIterator[Dumped]:
+        async for record in _dump(self.db, _ACTIVITY_DUMPED):
+            yield record
+
+    async def is_empty(self) -> bool:
+        return await self.last_sequence() == 0
+
+    async def load(self, records: Sequence[Dumped]) -> None:
+        await _load(self.db, _ACTIVITY_DUMPED, records)
 
 
 def _search_sql(
