@@ -62,7 +62,7 @@ def summary_text(record: ScanRecord | None) -> str:
     if record.status != "done":
         return record.status
     if not matched(record):
-        return "packages listed; no vulnerability data loaded"
+        return "not matched: no vulnerability data"
     counts = summary(record.findings)
     found = [f"{counts[label]} {label}" for label in SEVERITIES if counts[label]]
     return ", ".join(found) if found else "no known vulnerabilities"

@@ -154,7 +154,7 @@ def test_an_unknown_severity_is_refused() -> None:
     (ScanRecord("sha256:a", "t/a", "done", None, 0, 0), "no known vulnerabilities"),
     # Scanned while no vulnerability data was loaded: not the same as none found.
     (ScanRecord("sha256:a", "t/a", "done", INVENTORY_ONLY, 0, 0),
-     "packages listed; no vulnerability data loaded"),
+     "not matched: no vulnerability data"),
     (ScanRecord("sha256:a", "t/a", "done", None, 0, 0, None, tuple(FINDINGS)),
      "2 Critical, 1 High, 1 Low"),
 ])
