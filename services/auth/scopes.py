@@ -9,6 +9,7 @@ registry 2.8 compares it literally.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ def parse_scopes(values: Iterable[str]) -> list[Scope]:
     return list(merged.values())
 
 
+# Clients ask for the same few scopes over and over; a Scope is immutable, so parse once.
+@functools.lru_cache(maxsize=4096)
 def _parse_one(text: str) -> Scope:
     if len(text) > MAX_SCOPE_LENGTH:
         raise ScopeError(f"scope longer than {MAX_SCOPE_LENGTH} characters")
