@@ -61,6 +61,9 @@ MATCHING = [
     (":1.0", None, [("acme/ngin:1.0", "exact"), ("acme/engine:1.0", "exact"),
                     ("team/charts:1.0.0", "prefix")]),
     ("latest", "tag", [("library/nginx:latest", "exact")]),
+    # Either side decides the class: a repository prefix of two characters with a tag
+    # substring is a substring match.
+    ("ng:ates", None, [("library/nginx:latest", "substring")]),
     ("compat", "tag", [("team/app:nginx-compat", "substring")]),
     ("redis", "tag", [("library/redis:7", "exact")]),
 ]

@@ -1,5 +1,6 @@
 """The SQLite index reads each match class by its candidates or by walking its rank index,
-whichever is cheaper, and sorts the candidates after all when a bounded walk falls short
+whichever is cheaper, and sorts the candidates after all when a bounded walk falls short; a
+caller who sees few namespaces has the matching repositories read namespace by namespace
 (services/search/adapters/sqlite_search.py): every plan must give the same pages, for every
 query of the contract tables, for every caller."""
 
@@ -32,9 +33,15 @@ async def test_walking_and_reading_candidates_agree(
     queries = [parse_query(text, type_) for text, type_, _ in MATCHING]
     queries += [parse_query(text, type_) for text, type_ in (
         ("ngin", None), ("nginx", "tag"), ("latest", "tag"), ("1.", "tag"), ("n", None),
-        ("nginx:1", None), ("app:lat", None), ("sha256:", None))]
+        ("nginx:1", None), ("app:lat", None), ("sha256:", None), ("ngi:1.2", None),
+        ("ng:.2", None), ("x:1", None), ("nginx:", None))]
+    queries += [parse_query(text, type_, namespace="team") for text, type_ in (
+        ("ngin", None), ("app", None), ("nginx:1", None), ("1.", "tag"), ("latest", "tag"))]
     try:
+        monkeypatch.setattr(sqlite_search, "NARROW_SHARE", 0.0)  # name indexes, when it can
         read = [await search_all(index, q, visible=visible, page=4) for q in queries]
+        monkeypatch.setattr(sqlite_search, "NARROW_SHARE", 1.0)  # namespace by namespace
+        narrowed = [await search_all(index, q, visible=visible, page=4) for q in queries]
         monkeypatch.setattr(sqlite_search, "REPOSITORY_CAP", 1)
         monkeypatch.setattr(sqlite_search, "TAG_CAP", 1)
         walked = [await search_all(index, q, visible=visible, page=4) for q in queries]
@@ -42,6 +49,7 @@ async def test_walking_and_reading_candidates_agree(
         cut_short = [await search_all(index, q, visible=visible, page=4) for q in queries]
     finally:
         await index.close()
+    assert narrowed == read
     assert walked == read
     assert cut_short == read
     assert any(read) == (visible != frozenset())

@@ -71,7 +71,7 @@ MIGRATIONS = (
         stars      INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
-        -- The ranking after the match class, ascending (services/search/adapters/ranked.py).
+        -- The ranking after the match class, ascending (services/search/adapters/sqlite_search.py).
         neg_popularity INTEGER GENERATED ALWAYS AS (-(pulls + stars)) VIRTUAL,
         neg_updated    INTEGER GENERATED ALWAYS AS (-updated_at) VIRTUAL
     );
@@ -137,6 +137,17 @@ MIGRATIONS = (
         id         TEXT PRIMARY KEY,
         applied_at REAL NOT NULL
     ) WITHOUT ROWID;
+    """,
+    """
+    -- Covering indexes for services/search/adapters/sqlite_search.py: repo:tag queries read
+    -- tags by repository and name, with the rank, from the index alone; the repositories they
+    -- start from are narrowed to the caller's namespaces without reading rows, by short name
+    -- or, for a caller who sees few namespaces, namespace by namespace.
+    CREATE INDEX tags_repository_rank ON tags (repository_id, lname, neg_popularity, neg_updated);
+    DROP INDEX repositories_short;
+    CREATE INDEX repositories_short ON repositories (short, namespace);
+    DROP INDEX repositories_namespace;
+    CREATE INDEX repositories_namespace ON repositories (namespace, name, short);
     """,
 )
 

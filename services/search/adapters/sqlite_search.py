@@ -15,6 +15,17 @@ at most ``WALK`` rows: candidates of another class (``latest`` is an exact tag n
 thousand times and a substring nowhere) must not send a class through the whole index.
 The caller's namespaces are a WHERE term in both plans, never a filter after the LIMIT, so a
 page is full whenever that many visible matches exist.
+
+Three shapes have a plan of their own:
+
+- exact tag names (``latest`` is in every repository) are read from ``tags_lname`` (name,
+  then rank) in rank order, so the LIMIT stops the read after a page (``Shape.ordered``);
+- ``repo:tag`` starts from the repositories that may match, already narrowed to the caller's
+  namespaces, and reads their tags from ``tags_repository_rank`` (repository, name, rank),
+  which holds all the match and the rank need: only the page's rows are read from the table;
+- a caller who sees few namespaces (``NARROW_SHARE``) has the repositories whose names may
+  match read namespace by namespace from ``repositories_namespace`` (namespace, name, short),
+  so the candidates are visible ones only.
 """
 
 from __future__ import annotations
@@ -42,6 +53,12 @@ WALK = 5000
 # Reading candidate ids costs too: a caller who sees a small share of the namespaces has the
 # cap of one who sees this share.
 MIN_SHARE = 0.25
+# A caller who sees at most this share of the namespaces (or asks for one namespace) has the
+# repositories that may match read namespace by namespace, from the covering index
+# ``repositories_namespace`` (namespace, name, short): a tenth of the namespaces is a tenth of
+# that index, where the name indexes would find every match and look up each one's namespace.
+NARROW_SHARE = 0.25
+SUBSTRING = 2  # the match class of substrings
 
 
 @dataclass
@@ -57,6 +74,10 @@ class Shape:
     namespace: str  # the column holding a row's namespace
     where: list[str] = field(default_factory=list)
     args: list[object] = field(default_factory=list)
+    # Per class, sources (FROM clause, WHERE term) whose rows together are exactly that class,
+    # each read in rank order through an index (or sorted, when it is small): the class's
+    # page is merged from their first pages, with no candidates counted and no walk.
+    ordered: dict[int, list[tuple[str, Sql]]] = field(default_factory=dict)
 
 
 def ranked_rows(
@@ -71,20 +92,40 @@ def ranked_rows(
     shape = _SHAPES[query.type](query) if query.type in _SHAPES else None
     if shape is None:
         return []
-    if visible is not None:
-        shape.where.append(f"+{shape.namespace} IN (SELECT value FROM json_each(?))")
-        shape.args.append(json.dumps(sorted(visible)))
-    if query.namespace is not None:
-        shape.where.append(f"+{shape.namespace} = ?")
-        shape.args.append(query.namespace)
+    scope = _scope(visible, query.namespace)
+    share = _share(conn, visible)
+    narrow = query.namespace is not None or share <= NARROW_SHARE
+    if query.type == "tag" and query.repository and query.tag is not None:
+        return _repository_tag_rows(conn, query, shape, scope, narrow=narrow, after=after,
+                                    limit=limit)
+    if query.type == "repository" and narrow:
+        # The candidates are visible ones only. Exact names and prefixes of three characters
+        # or more are few enough to look up by name; substrings and shorter prefixes, which
+        # the name indexes would find by the thousand, are read namespace by namespace.
+        wide = SUBSTRING if len(query.text) >= MIN_SUBSTRING else 1
+        shape.tiers = {match_class: _repository_ids(query.text, match_class, scope,
+                                                    narrow=match_class >= wide)
+                       for match_class in shape.tiers}
+        share = 1.0  # a walk is as dense as candidates of a caller who sees all
+    for term, term_args in scope:
+        shape.where.append(term.format(namespace=f"+{shape.namespace}"))
+        shape.args.extend(term_args)
     rows: list[sqlite3.Row] = []
-    cap = None if shape.walk is None else _cap(conn, shape.cap, visible)
+    # A walk skips the rows the caller may not see too: the fewer namespaces they see, the
+    # more candidates it takes before walking is the cheaper plan.
+    cap = None if shape.walk is None else int(shape.cap / max(share, MIN_SHARE))
     # Each class's candidates are exactly the rows of that class or a better one, so once the
     # better classes' candidates are known, a class is its candidates without them and its
     # rows need no match test. ``better`` is None when some were too many to keep.
     start = after[0] if after else 0
     better: set[int] | None = set() if start == 0 else None
     for match_class in range(start, 3):
+        if match_class in shape.ordered:
+            rows.extend(_ordered(conn, shape, match_class, after=after, limit=limit - len(rows)))
+            better = None
+            if len(rows) >= limit:
+                break
+            continue
         if match_class not in shape.tiers:
             continue
         ids, id_args = shape.tiers[match_class]
@@ -98,14 +139,24 @@ def ranked_rows(
     return rows
 
 
-def _cap(conn: sqlite3.Connection, cap: int, visible: frozenset[str] | None) -> int:
-    """A walk skips the rows the caller may not see too: the fewer namespaces they see, the
-    more candidates it takes before walking is the cheaper plan."""
+def _scope(visible: frozenset[str] | None, namespace: str | None) -> list[Sql]:
+    """WHERE terms on ``{namespace}``, the column holding a row's namespace: what the caller
+    may see, and the namespace asked for."""
+    scope: list[Sql] = []
+    if visible is not None:
+        scope.append(("{namespace} IN (SELECT value FROM json_each(?))",
+                      [json.dumps(sorted(visible))]))
+    if namespace is not None:
+        scope.append(("{namespace} = ?", [namespace]))
+    return scope
+
+
+def _share(conn: sqlite3.Connection, visible: frozenset[str] | None) -> float:
+    """The share of the namespaces the caller sees."""
     if visible is None:
-        return cap
-    namespaces = conn.execute("SELECT count(*) FROM namespaces").fetchone()[0]
-    share = min(1.0, len(visible) / max(1, namespaces))
-    return int(cap / max(share, MIN_SHARE))
+        return 1.0
+    namespaces = int(conn.execute("SELECT count(*) FROM namespaces").fetchone()[0])
+    return min(1.0, len(visible) / max(1, namespaces))
 
 
 def _candidates(
@@ -155,14 +206,47 @@ def _tier(conn: sqlite3.Connection, shape: Shape, match_class: int,
 def _select(conn: sqlite3.Connection, shape: Shape, match_class: int, driver: str, *,
             where: list[str], args: list[object], limit: int) -> list[sqlite3.Row]:
     # CROSS JOIN: the driver's rows are the outer loop, whatever SQLite guesses their number.
-    # The sort carries positions only; the page's rows are read afterwards, by id.
     ranked = (f"SELECT x.neg_popularity, x.neg_updated, x.id FROM {driver}"
               f" CROSS JOIN {shape.source} WHERE {' AND '.join(where)}"
               " ORDER BY +x.neg_popularity, +x.neg_updated, +x.id LIMIT ?")
+    return _page(conn, shape, match_class, ranked, [*args, limit])
+
+
+def _page(conn: sqlite3.Connection, shape: Shape, match_class: int, ranked: str,
+          args: list[object]) -> list[sqlite3.Row]:
+    """The rows of the positions ``ranked`` selects: the sort carries positions only, the
+    page's rows are read afterwards, by id."""
     sql = (f"SELECT {match_class} AS match_class, x.neg_popularity, x.neg_updated, x.id,"
            f" {shape.columns} FROM ({ranked}) AS page CROSS JOIN {shape.source}"
            " WHERE x.id = page.id ORDER BY page.neg_popularity, page.neg_updated, page.id")
-    return list(conn.execute(sql, [*args, limit]).fetchall())
+    return list(conn.execute(sql, args).fetchall())
+
+
+def _since(match_class: int, after: Position | None) -> Sql | None:
+    """The keyset term of a class the previous page ended in."""
+    if after is None or after[0] != match_class:
+        return None
+    return "(x.neg_popularity, x.neg_updated, x.id) > (?, ?, ?)", list(after[1:])
+
+
+def _ordered(conn: sqlite3.Connection, shape: Shape, match_class: int, *,
+             after: Position | None, limit: int) -> list[sqlite3.Row]:
+    """A class from its ordered sources: each source's first ``limit`` rows, merged."""
+    since = _since(match_class, after)
+    rows: dict[int, sqlite3.Row] = {}
+    for source, (term, term_args) in shape.ordered[match_class]:
+        where, args = [term, *shape.where], [*term_args, *shape.args]
+        if since is not None:
+            where.append(since[0])
+            args.extend(since[1])
+        # No unary plus here: the source's index serves the ORDER BY, so the LIMIT stops
+        # the read after the page instead of sorting every row of the source.
+        ranked = (f"SELECT x.neg_popularity, x.neg_updated, x.id FROM {source}"
+                  f" WHERE {' AND '.join(where)}"
+                  " ORDER BY x.neg_popularity, x.neg_updated, x.id LIMIT ?")
+        for row in _page(conn, shape, match_class, ranked, [*args, limit]):
+            rows[row[3]] = row
+    return sorted(rows.values(), key=lambda row: (row[1], row[2], row[3]))[:limit]
 
 
 def _class_sql(names: Sequence[str], text: str) -> Sql:
@@ -244,6 +328,7 @@ _TAG_COLUMNS = ("r.name AS repository, r.namespace AS namespace, x.name AS tag, 
 
 
 def _tags(query: Query) -> Shape:
+    ordered: dict[int, list[tuple[str, Sql]]] = {}
     if query.digest is not None:
         match: Sql = ("(CASE WHEN x.digest = ? THEN 0 ELSE 1 END)", [query.digest])
         tiers: dict[int, Sql] = {
@@ -252,9 +337,11 @@ def _tags(query: Query) -> Shape:
                 [query.digest, query.digest + _TOP]),
         }
     elif query.repository is not None and query.tag is not None:
-        match, tiers = _repository_tag(query.repository, query.tag)
+        # Only ``:tag`` is read through these: ranked_rows gives a repository side its own plan.
+        match, tiers = _tag_only(query.tag)
     else:
         match, tiers = _tag_text(query.text)
+        ordered = _tag_text_ordered(query.text)
     shape = Shape(
         source="tags AS x JOIN repositories AS r ON r.id = x.repository_id",
         walk="tags",
@@ -263,6 +350,7 @@ def _tags(query: Query) -> Shape:
         tiers=tiers,
         cap=TAG_CAP,
         namespace="r.namespace",
+        ordered=ordered,
     )
     if query.artifact_type is not None:
         kinds = _kinds(query)
@@ -288,42 +376,130 @@ def _tag_text(text: str) -> tuple[Sql, dict[int, Sql]]:
     return match, tiers
 
 
-def _repository_tag(repository: str, tag: str) -> tuple[Sql, dict[int, Sql]]:
-    """``repo:tag``: both sides must match; the worse of the two is the class. A row of class
-    c has both sides of class c or better, so each class reads only such candidates."""
-    on_repository, repository_args = _class_sql(("r.name", "r.short"), repository)
-    on_tag, tag_args = _class_sql(("x.lname",), tag)
-    match = f"max({on_repository}, {on_tag})", [*repository_args, *tag_args]
-    repositories = _name_tiers("repositories", ("name", "short"), repository)
-    tag_terms: dict[int, Sql] = {0: ("t.lname = ?", [tag]),
-                                 1: ("t.lname >= ? AND t.lname < ?", [tag, tag + _TOP])}
-    if len(tag) >= MIN_SUBSTRING:
-        tag_terms[2] = ("instr(t.lname, ?) > 0", [tag])
-    names = _name_tiers("tags", ("lname",), tag)
-    tiers: dict[int, Sql] = {}
-    for match_class in (0, 1, 2):
-        where: list[str] = []
-        args: list[object] = []
-        if repository:
-            if match_class not in repositories:
-                continue  # no substring matches on one or two characters
-            better = [repositories[c] for c in range(match_class + 1) if c in repositories]
-            where.append("t.repository_id IN ("
-                         + " UNION ALL ".join(sql for sql, _ in better) + ")")
-            args.extend(a for _, values in better for a in values)
-        if tag and repository:
-            term, values = tag_terms.get(match_class, tag_terms[1])
-            where.append(term)
-            args.extend(values)
-        elif tag:
-            # No repository side: the tag-name index (or FTS) finds the tags themselves.
-            ids, values = names.get(match_class, names[1])
-            where.append(f"t.id IN ({ids})")
-            args.extend(values)
-        # The repositories drive, each read through (repository_id, lname, name).
-        table = "tags t INDEXED BY tags_name" if repository else "tags t"
-        tiers[match_class] = (f"SELECT t.id FROM {table} WHERE {' AND '.join(where)}", args)
-    return match, tiers
+_BY_TAG_NAME = ("tags AS x INDEXED BY tags_lname CROSS JOIN repositories AS r"
+                " ON r.id = x.repository_id")
+
+
+def _tag_text_ordered(text: str) -> dict[int, list[tuple[str, Sql]]]:
+    """Exact matches of a tag search: tags of that name, read from ``tags_lname`` (name, then
+    rank), so ``latest``, a name in every repository, reads a page and not a hundred thousand
+    candidates; and the tags of repositories of that name, few enough to sort."""
+    equal = " UNION ALL ".join(f"SELECT id FROM repositories WHERE {column} = ?"
+                               for column in ("name", "short"))
+    return {0: [
+        (_BY_TAG_NAME, ("x.lname = ?", [text])),
+        ("repositories AS r CROSS JOIN tags AS x ON x.repository_id = r.id",
+         (f"r.id IN ({equal})", [text, text])),
+    ]}
+
+
+def _repository_tag_rows(conn: sqlite3.Connection, query: Query, shape: Shape,
+                         scope: list[Sql], *, narrow: bool, after: Position | None,
+                         limit: int) -> list[sqlite3.Row]:
+    """``repo:tag`` with a repository side: the repositories that may match, already narrowed
+    to what the caller may see and read once per class, drive ``tags_repository_rank``
+    (repository, name, rank), which holds all a row's match and rank need, so only the page's
+    rows are read from the table. A row of class c has both sides of class c or better and
+    not both of a better class."""
+    assert query.repository is not None  # noqa: S101 - the caller checks
+    assert query.tag is not None  # noqa: S101
+    repository, tag = query.repository, query.tag
+    found: dict[int, str] = {}
+
+    def both_sides(match_class: int) -> Sql:
+        """Both sides match with this class or better."""
+        on_repository = _effective(repository, match_class)
+        # Substrings of names are found namespace by namespace when the caller sees few
+        # (NARROW_SHARE), once: a class and the next both ask. Exact names and prefixes are
+        # index ranges either way, cheap enough to stay inside the statement.
+        ids, args = _repository_ids(repository, on_repository, scope,
+                                    narrow=narrow and on_repository == SUBSTRING)
+        if narrow and on_repository == SUBSTRING:
+            if on_repository not in found:
+                found[on_repository] = json.dumps([row[0] for row in conn.execute(ids, args)])
+            ids, args = "SELECT value FROM json_each(?)", [found[on_repository]]
+        term = f"x.repository_id IN ({ids})"
+        if tag:
+            tag_terms: dict[int, Sql] = {
+                0: ("x.lname = ?", [tag]),
+                1: ("x.lname >= ? AND x.lname < ?", [tag, tag + _TOP]),
+                2: ("instr(x.lname, ?) > 0", [tag]),
+            }
+            tag_term, tag_args = tag_terms[_effective(tag, match_class)]
+            term = f"{term} AND {tag_term}"
+            args.extend(tag_args)
+        return term, args
+
+    rows: list[sqlite3.Row] = []
+    start = after[0] if after else 0
+    for match_class in range(start, 3):
+        if match_class > 0 and (_effective(repository, match_class),
+                                _effective(tag, match_class)) == (
+                _effective(repository, match_class - 1), _effective(tag, match_class - 1)):
+            continue  # nothing can be of this class and no better
+        term, args = both_sides(match_class)
+        if match_class > 0:
+            worse, worse_args = both_sides(match_class - 1)
+            term = f"{term} AND NOT ({worse})"
+            args = [*args, *worse_args]
+        where, args = [term, *shape.where], [*args, *shape.args]
+        since = _since(match_class, after)
+        if since is not None:
+            where.append(since[0])
+            args.extend(since[1])
+        ranked = ("SELECT x.neg_popularity, x.neg_updated, x.id"
+                  f" FROM tags AS x INDEXED BY tags_repository_rank WHERE {' AND '.join(where)}"
+                  " ORDER BY x.neg_popularity, x.neg_updated, x.id LIMIT ?")
+        rows.extend(_page(conn, shape, match_class, ranked, [*args, limit - len(rows)]))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def _effective(text: str, match_class: int) -> int:
+    """The class whose terms find matches of ``match_class`` or better: substrings of one or
+    two characters are not looked for (services.search.query), so those are prefixes."""
+    if match_class == SUBSTRING and len(text) < MIN_SUBSTRING:
+        return 1
+    return match_class
+
+
+def _repository_ids(text: str, match_class: int, scope: list[Sql], *, narrow: bool) -> Sql:
+    """SQL for the ids of the repositories in the caller's scope whose name matches ``text``
+    with this class or better (services.search.query.classify)."""
+    match_class = _effective(text, match_class)
+    if narrow:  # namespace by namespace, see NARROW_SHARE
+        conditions: dict[int, Sql] = {
+            0: ("(name = ? OR short = ?)", [text, text]),
+            1: ("(substr(name, 1, ?) = ? OR substr(short, 1, ?) = ?)",
+                [len(text), text, len(text), text]),
+            2: ("instr(name, ?) > 0", [text]),
+        }
+        condition, condition_args = conditions[match_class]
+        where = " AND ".join([*(term.format(namespace="namespace") for term, _ in scope),
+                              condition])
+        return (f"SELECT id FROM repositories INDEXED BY repositories_namespace WHERE {where}",
+                [a for _, values in scope for a in values] + condition_args)
+    terms: list[Sql] = [
+        (f"{column} = ?", [text]) if match_class == 0 else
+        (f"{column} >= ? AND {column} < ?", [text, text + _TOP])
+        for column in ("name", "short")
+    ]
+    if match_class == SUBSTRING:
+        fts = "id IN (SELECT rowid FROM repositories_fts WHERE repositories_fts MATCH ?)"
+        terms.append((fts, [_phrase(text)]))
+    # ``repositories_short`` holds the namespace: the short-name ranges need no row.
+    filters = "".join(f" AND {term.format(namespace='+namespace')}" for term, _ in scope)
+    filter_args = [a for _, values in scope for a in values]
+    return (" UNION ALL ".join(f"SELECT id FROM repositories WHERE {term}{filters}"
+                               for term, _ in terms),
+            [a for _, values in terms for a in (*values, *filter_args)])
+
+
+def _tag_only(tag: str) -> tuple[Sql, dict[int, Sql]]:
+    """``:tag``: no repository side, so the tag's name alone is the class, and the tag-name
+    index (or FTS) finds the tags. With a repository side, see _repository_tag_rows."""
+    return _class_sql(("x.lname",), tag), _name_tiers("tags", ("lname",), tag)
 
 
 def _vulnerabilities(query: Query) -> Shape:
@@ -346,6 +522,7 @@ def _vulnerabilities(query: Query) -> Shape:
         tiers[match_class] = (f"SELECT id FROM tags WHERE digest IN ({digests})", args + args)
     shape = _tags(replace(query, type="tag", text=text.lower()))
     shape.walk = None  # affected tags are few next to all tags: always read them
+    shape.ordered = {}
     shape.match = match
     shape.tiers = tiers
     return shape
