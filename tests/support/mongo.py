@@ -10,16 +10,12 @@ refuses ``$text`` indexes, which Dockyard's stores do not use.
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 from pymongo import MongoClient
@@ -27,6 +23,7 @@ from pymongo.errors import PyMongoError
 
 from services.core.config import MongoConfig
 from services.core.mongo import MongoDatabase, open_database
+from tests.support.peer import PeerProcess
 from tests.support.registry import free_port
 
 __all__ = ["SecantusServer", "own_database", "secantus_available"]
@@ -37,45 +34,30 @@ def secantus_available() -> bool:
     return importlib.util.find_spec("secantus") is not None
 
 
-class SecantusServer:
+class SecantusServer(PeerProcess):
+    name = "secantus"
+
     def __init__(
         self, *, standalone: bool = False, storage: str = ":memory:", auth: bool = False
     ) -> None:
         # standalone: answer ``hello`` as a standalone mongod (no replica set), which refuses
         # transactions. auth: demand SCRAM credentials; users are made with ``create_user``
         # before, on a ``storage`` directory that outlives the restart.
+        super().__init__(Path(tempfile.mkstemp(prefix="secantus-", suffix=".log")[1]))
         self.standalone = standalone
         self.storage = storage
         self.auth = auth
         self.port = free_port()
         self.uri = f"mongodb://127.0.0.1:{self.port}/"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = Path(tempfile.mkstemp(prefix="secantus-", suffix=".log")[1])
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "secantus", "--host", "127.0.0.1",
+                "--port", str(self.port), "--storage-path", self.storage,
+                "--log-level", "WARNING", *(["--standalone"] if self.standalone else []),
+                *(["--auth"] if self.auth else [])]
 
     def start(self, timeout: float = 30.0) -> None:
-        command = [sys.executable, "-m", "secantus", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--storage-path", self.storage,
-                   "--log-level", "WARNING", *(["--standalone"] if self.standalone else []),
-                   *(["--auth"] if self.auth else [])]
-        with self._log.open("ab") as out:
-            self._process = subprocess.Popen(command, stdout=out, stderr=out)
-        deadline = time.monotonic() + timeout
-        while not self._answers():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"secantus did not start; log tail:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        super().start(timeout)
 
     def create_user(self, name: str, password: str) -> None:
         with MongoClient(self.uri, serverSelectionTimeoutMS=5_000) as client:
@@ -85,10 +67,7 @@ class SecantusServer:
         with MongoClient(self.uri, serverSelectionTimeoutMS=5_000) as client:
             client.drop_database(name)
 
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
-
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
         try:
             with MongoClient(self.uri, serverSelectionTimeoutMS=500,
                              connectTimeoutMS=500) as client:
@@ -96,18 +75,6 @@ class SecantusServer:
         except PyMongoError:
             return False
         return True
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @asynccontextmanager

@@ -18,8 +18,9 @@ __all__ = ["PeerProcess"]
 class PeerProcess:
     name = "peer"
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, env: dict[str, str] | None = None) -> None:
         self._log = log
+        self._env = env
         self._process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
@@ -30,7 +31,8 @@ class PeerProcess:
 
     def start(self, timeout: float = 20.0) -> None:
         with self._log.open("ab") as out:
-            self._process = subprocess.Popen(self.command(), stdout=out, stderr=out)
+            self._process = subprocess.Popen(self.command(), stdout=out, stderr=out,
+                                             env=self._env)
         deadline = time.monotonic() + timeout
         while not self.answers():
             if self._process.poll() is not None or time.monotonic() > deadline:
