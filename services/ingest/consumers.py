@@ -18,7 +18,7 @@ from services.ingest.notifications import RegistryEvent
 from services.ingest.ports import ActivityStore, CatalogStore
 from services.scanner.consumers import SCAN_EVENTS
 
-__all__ = ["REGISTRY_EVENTS", "ActivityConsumer", "CatalogConsumer"]
+__all__ = ["REGISTRY_EVENTS", "ActivityConsumer", "CatalogConsumer", "ManifestReader"]
 
 log = logging.getLogger("dockyard.ingest")
 
@@ -32,27 +32,21 @@ def _events(batch: Sequence[Delivered]) -> list[RegistryEvent]:
     return [RegistryEvent.from_log_value(record.value) for record in batch]
 
 
-class CatalogConsumer:
-    group = "catalog"
+class ManifestReader:
+    """Reads pushed manifests from the registry for consumers that plan with them (the catalog,
+    the search indexer), a few at once. Manifests are content-addressed, so what a digest
+    describes never changes: a retag, a copy to another repository or a sync's synthetic push
+    need no second fetch. ``child_sizes``: also read an index's platform manifests for their
+    sizes (the catalog shows them; an entry missing one is not cached, to be read again)."""
 
-    def __init__(self, store: CatalogStore, registry: RegistryClient) -> None:
-        self._store = store
+    def __init__(self, registry: RegistryClient, *, child_sizes: bool) -> None:
         self._registry = registry
+        self._child_sizes = child_sizes
         self._fetching = asyncio.Semaphore(FETCH_CONCURRENCY)
-        # Manifests are content-addressed, so what a digest describes never changes: a retag,
-        # a copy to another repository or a sync's synthetic push need no second fetch.
         self._described: OrderedDict[str, FetchedManifest] = OrderedDict()
 
-    async def __call__(self, batch: Sequence[Delivered]) -> None:
-        events = _events(batch)
-        fetched = await asyncio.gather(*(self._fetch(e) for e in events))
-        changes: list[tuple[str, Sequence[Operation]]] = [
-            (event.id, plan(event, manifest))
-            for event, manifest in zip(events, fetched, strict=True)
-        ]
-        await self._store.apply(changes)
-
-    async def _fetch(self, event: RegistryEvent) -> FetchedManifest | None:
+    async def fetch(self, event: RegistryEvent) -> FetchedManifest | None:
+        """The manifest ``plan`` needs for ``event``; None if it needs none or it is gone."""
         if not needs_manifest(event) or event.digest is None:
             return None
         if (known := self._described.get(event.digest)) is not None:
@@ -67,8 +61,10 @@ class CatalogConsumer:
                 return None
             info = describe(manifest.media_type, manifest.body)
             sizes: dict[str, int | None] = {}
-            for platform in info.platforms:
-                sizes[platform.digest] = await self._child_size(event.repository, platform.digest)
+            if self._child_sizes:
+                for platform in info.platforms:
+                    sizes[platform.digest] = await self._child_size(event.repository,
+                                                                    platform.digest)
         fetched = FetchedManifest(manifest.digest, info, sizes)
         if None not in sizes.values():
             self._described[manifest.digest] = fetched
@@ -82,6 +78,23 @@ class CatalogConsumer:
         except ManifestNotFound:
             return None
         return describe(child.media_type, child.body).size
+
+
+class CatalogConsumer:
+    group = "catalog"
+
+    def __init__(self, store: CatalogStore, registry: RegistryClient) -> None:
+        self._store = store
+        self._manifests = ManifestReader(registry, child_sizes=True)
+
+    async def __call__(self, batch: Sequence[Delivered]) -> None:
+        events = _events(batch)
+        fetched = await asyncio.gather(*(self._manifests.fetch(e) for e in events))
+        changes: list[tuple[str, Sequence[Operation]]] = [
+            (event.id, plan(event, manifest))
+            for event, manifest in zip(events, fetched, strict=True)
+        ]
+        await self._store.apply(changes)
 
 
 class ActivityConsumer:

@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from services.auth.audit import IDENTITY_EVENTS
 from services.core.eventlog import Delivered
-from services.core.registry import ManifestNotFound, RegistryClient
+from services.core.registry import RegistryClient
 from services.core.schemas import validator
-from services.ingest.catalog import FetchedManifest, needs_manifest, plan
-from services.ingest.manifests import describe
+from services.ingest.catalog import plan
+from services.ingest.consumers import ManifestReader
 from services.ingest.notifications import RegistryEvent
 from services.scanner.consumers import SCAN_EVENT_SCHEMA, SCAN_EVENTS
 from services.search.models import IndexChange, PutFindings, PutNamespace
@@ -35,8 +34,6 @@ log = logging.getLogger("dockyard.search")
 # Identity changes that create a namespace or change what the index shows of one.
 NAMESPACE_EVENT_TYPES = frozenset({"namespace.create", "namespace.change_description",
                                    "user.create"})
-FETCH_CONCURRENCY = 8
-DESCRIBED_CACHE = 4096
 
 # Namespace name → description, for the names asked that exist (the auth service's answer).
 NamespaceDescriptions = Callable[[list[str]], Awaitable[dict[str, str]]]
@@ -56,12 +53,10 @@ class IndexConsumer:
         findings: ScanFindings,
     ) -> None:
         self._index = index
-        self._registry = registry
         self._descriptions = descriptions
         self._findings = findings
-        self._fetching = asyncio.Semaphore(FETCH_CONCURRENCY)
-        # Content-addressed: what a digest describes never changes, so retags need no fetch.
-        self._described: OrderedDict[str, FetchedManifest] = OrderedDict()
+        # Platforms and artifact type are all the index keeps: no child manifest sizes.
+        self._manifests = ManifestReader(registry, child_sizes=False)
 
     async def __call__(self, batch: Sequence[Delivered]) -> None:
         registry = [r for r in batch if r.topic not in {IDENTITY_EVENTS, SCAN_EVENTS}]
@@ -70,7 +65,7 @@ class IndexConsumer:
             await self._scan_change(record) for record in batch if record.topic == SCAN_EVENTS]
         if registry:
             events = [RegistryEvent.from_log_value(record.value) for record in registry]
-            fetched = await asyncio.gather(*(self._fetch(event) for event in events))
+            fetched = await asyncio.gather(*(self._manifests.fetch(event) for event in events))
             changes.extend((event.id, plan(event, manifest))
                            for event, manifest in zip(events, fetched, strict=True))
         if identity:
@@ -103,23 +98,4 @@ class IndexConsumer:
         found = await self._descriptions(sorted({name for _, name, _ in wanted}))
         return [(event_id, [PutNamespace(name, found[name], at)] if name in found else [])
                 for event_id, name, at in wanted]
-
-    async def _fetch(self, event: RegistryEvent) -> FetchedManifest | None:
-        if not needs_manifest(event) or event.digest is None:
-            return None
-        if (known := self._described.get(event.digest)) is not None:
-            self._described.move_to_end(event.digest)
-            return known
-        async with self._fetching:
-            try:
-                manifest = await self._registry.get_manifest(event.repository, event.digest)
-            except ManifestNotFound:
-                log.info("manifest gone before it was read",
-                         extra={"repository": event.repository, "digest": event.digest})
-                return None
-        fetched = FetchedManifest(manifest.digest, describe(manifest.media_type, manifest.body))
-        self._described[manifest.digest] = fetched
-        if len(self._described) > DESCRIBED_CACHE:
-            self._described.popitem(last=False)
-        return fetched
 
