@@ -283,8 +283,10 @@ def wait_for_consumers(server: DockyardServer, total: int, timeout: float) -> fl
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         metrics = server.metrics()
-        handled = [metrics.get(f'dockyard_consumer_records_total{{group="{group}"}}', 0)
-                   for group in ("catalog", "activity")]
+        handled = [
+            metrics.get(f'dockyard_consumer_records_total{{group="{group}",topic="{topic}"}}', 0)
+            for group, topic in (("catalog", "registry-events"), ("activity", "registry-events"))
+        ]
         if min(handled) >= total:
             return time.perf_counter() - started
         time.sleep(0.2)

@@ -205,7 +205,7 @@ async def all_activities(client: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 
 def lag(metrics: str, group: str) -> float | None:
-    pattern = rf'^dockyard_consumer_lag{{group="{group}"}} (\S+)$'
+    pattern = rf'^dockyard_consumer_lag{{group="{group}",topic="registry-events"}} (\S+)$'
     found = re.search(pattern, metrics, re.MULTILINE)
     return None if found is None else float(found[1])
 

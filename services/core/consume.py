@@ -53,7 +53,7 @@ async def run_consumer(
 ) -> None:
     """Consume until cancelled; with ``priority``, step aside while ingest is busy."""
     subscription = await event_log.subscribe(consumer.topic, consumer.group)
-    group = consumer.group
+    group, topic = consumer.group, consumer.topic
     log.info("consumer started", extra={"group": group, "topic": consumer.topic})
     try:
         while True:
@@ -65,9 +65,9 @@ async def run_consumer(
                 started = time.perf_counter()
                 await _apply(event_log, consumer, metrics, batch, backoff_seconds)
                 await subscription.commit(batch)
-                metrics.handler_seconds.labels(group).observe(time.perf_counter() - started)
-                metrics.consumer_records.labels(group).inc(len(batch))
-            metrics.consumer_lag.labels(group).set(await subscription.lag())
+                metrics.handler_seconds.labels(group, topic).observe(time.perf_counter() - started)
+                metrics.consumer_records.labels(group, topic).inc(len(batch))
+            metrics.consumer_lag.labels(group, topic).set(await subscription.lag())
     finally:
         await subscription.close()
 
@@ -103,7 +103,7 @@ async def _apply(
     await event_log.append(
         dead_letter_topic(record.topic), [Record(record.key, json.dumps(letter).encode())]
     )
-    metrics.consumer_dead_letters.labels(consumer.group).inc()
+    metrics.consumer_dead_letters.labels(consumer.group, consumer.topic).inc()
 
 
 async def _attempt(
@@ -119,7 +119,7 @@ async def _attempt(
             await consumer.handler(batch)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then isolated
             error = exc
-            metrics.consumer_failures.labels(consumer.group).inc()
+            metrics.consumer_failures.labels(consumer.group, consumer.topic).inc()
             log.warning(
                 "handler failed, retrying",
                 extra={"group": consumer.group, "attempt": attempt + 1, "error": repr(exc),

@@ -40,7 +40,8 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 async def lag(event_log: SqliteEventLog, group: str) -> float | None:
     """The lag the running consumer reports in /metrics."""
-    return METRICS.registry.get_sample_value("dockyard_consumer_lag", {"group": group})
+    labels = {"group": group, "topic": "t"}
+    return METRICS.registry.get_sample_value("dockyard_consumer_lag", labels)
 
 
 async def test_records_are_handled_in_order_and_committed(event_log: SqliteEventLog) -> None:

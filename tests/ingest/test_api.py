@@ -155,11 +155,12 @@ async def test_health_reports_each_dependency(dockyard: Dockyard) -> None:
 
 
 async def test_metrics_show_consumer_lag_and_latency(dockyard: Dockyard) -> None:
+    labels = '{group="activity",topic="registry-events"}'
     await send(dockyard, event_dict("delete", "team/app", tag="1"))
     await eventually(lambda: feed(dockyard), lambda f: len(f["items"]) == 1)
 
     async def metrics() -> str:
         return (await dockyard.client.get("/metrics")).text
 
-    text = await eventually(metrics, lambda t: 'dockyard_consumer_lag{group="activity"} 0.0' in t)
-    assert 'dockyard_consumer_handler_seconds_count{group="activity"}' in text
+    text = await eventually(metrics, lambda t: f"dockyard_consumer_lag{labels} 0.0" in t)
+    assert f"dockyard_consumer_handler_seconds_count{labels}" in text

@@ -211,7 +211,8 @@ async def test_ingest_routes_and_consumers_in_separate_processes(
         assert (await admin.get(f"{workers.url}/api/v1/activities")).status_code == 404
 
         # Consumer groups run (and report their lag) only where the consumers are.
-        lag = re.compile(r'^dockyard_consumer_lag\{group="(\w+)"\} (\S+)$', re.MULTILINE)
+        lag = re.compile(r'^dockyard_consumer_lag\{group="(\w+)",topic="registry-events"\} (\S+)$',
+                         re.MULTILINE)
         # Each group reports its lag once it has polled; the catalog group may be a poll behind.
         worker_lag = await eventually(
             lambda: admin.get(f"{workers.url}/metrics"),

@@ -15,6 +15,8 @@ from typing import Any, Self
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.core.eventlog.kafka import kafka_group_id
+
 __all__ = ["CommittedOffsets", "EventSender", "applied_ids", "committed", "tag_delete"]
 
 V1 = "application/vnd.docker.distribution.events.v1+json"
@@ -88,18 +90,21 @@ async def applied_ids(client: httpx.AsyncClient, url: str) -> list[str]:
 
 async def committed(bootstrap: str, group: str, topic: str) -> Mapping[int, int]:
     """The group's committed offset per partition of ``topic`` (0 where nothing is committed)."""
-    async with CommittedOffsets(bootstrap, group) as offsets:
-        return await offsets.read(topic)
+    async with CommittedOffsets(bootstrap, group, topic) as offsets:
+        return await offsets.read()
 
 
 class CommittedOffsets:
-    """Asks the group coordinator for a group's committed offsets, as often as needed.
+    """Asks the group coordinator for a Dockyard group's committed offsets on a topic, as often
+    as needed.
 
     A consumer that never subscribes does not join the group, so asking disturbs nobody.
     """
 
-    def __init__(self, bootstrap: str, group: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.topic = topic
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap,
+                                          group_id=kafka_group_id(group, topic),
                                           enable_auto_commit=False)
 
     async def __aenter__(self) -> Self:
@@ -109,8 +114,8 @@ class CommittedOffsets:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._consumer.stop()
 
-    async def read(self, topic: str) -> Mapping[int, int]:
+    async def read(self) -> Mapping[int, int]:
         await self._consumer.topics()  # fresh metadata, so every partition is known
-        partitions = self._consumer.partitions_for_topic(topic) or set()
-        return {p: await self._consumer.committed(TopicPartition(topic, p)) or 0
+        partitions = self._consumer.partitions_for_topic(self.topic) or set()
+        return {p: await self._consumer.committed(TopicPartition(self.topic, p)) or 0
                 for p in sorted(partitions)}

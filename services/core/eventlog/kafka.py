@@ -16,6 +16,11 @@ keep their order. How atomic an append is depends on what the broker supports:
 ``InitProducerId`` fails for aiokafka's request version need ``idempotence=False`` (plain retries,
 at-least-once). ``open`` fails with a message naming the setting if the broker refuses either.
 
+A Dockyard consumer group reads one topic; the same group name on several topics (the activity
+consumer reads registry, scan and identity events) is one Kafka group per topic, named by
+``kafka_group_id``. Members of one Kafka group rebalance together, so sharing a Kafka group
+would make a join on one topic stop the consumption of the others.
+
 Offsets are committed only by ``commit`` (after the handler succeeded). A rebalance therefore loses
 nothing: records fetched but not committed are delivered again to the partition's next owner.
 """
@@ -34,12 +39,17 @@ from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsErr
 
 from services.core.eventlog.ports import Delivered, Record
 
-__all__ = ["KafkaEventLog", "KafkaSubscription"]
+__all__ = ["KafkaEventLog", "KafkaSubscription", "kafka_group_id"]
 
 log = logging.getLogger("dockyard.eventlog")
 
 # A subscription is usable once the group has assigned it partitions; past this, subscribe fails.
 ASSIGNMENT_TIMEOUT_SECONDS = 60.0
+
+
+def kafka_group_id(group: str, topic: str) -> str:
+    """The Kafka consumer group of Dockyard's consumer ``group`` on ``topic``."""
+    return f"{group}.{topic}"
 
 
 class KafkaEventLog:
@@ -134,7 +144,7 @@ class KafkaEventLog:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
-            group_id=group,
+            group_id=kafka_group_id(group, topic),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed" if self._transactions else "read_uncommitted",
