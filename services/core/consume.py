@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from services.core.eventlog import Delivered, EventLog, Record
+from services.core.failpoints import failpoint
 from services.core.metrics import Metrics
 from services.core.priority import Priority
 
@@ -64,6 +65,7 @@ async def run_consumer(
             if batch:
                 started = time.perf_counter()
                 await _apply(event_log, consumer, metrics, batch, backoff_seconds)
+                failpoint(f"consumer.applied:{group}:{topic}")
                 await subscription.commit(batch)
                 metrics.handler_seconds.labels(group, topic).observe(time.perf_counter() - started)
                 metrics.consumer_records.labels(group, topic).inc(len(batch))

@@ -76,14 +76,15 @@ class ServeProcess:
         self.process.wait()
         self.process = None
 
-    def pause(self) -> None:
-        """SIGSTOP: the process freezes wherever it is, so its state can be looked at."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
+    async def exited(self, timeout: float) -> int:
+        """Wait for the process to end on its own (a failpoint, a crash); its exit status."""
+        process = self.process
+        assert process is not None
+        status = await eventually(lambda: _poll(process), lambda s: s is not None,
+                                  timeout=timeout, what=f"{self.command} exiting")
+        self.process = None
+        assert status is not None
+        return status
 
     def stop(self) -> int | None:
         """SIGTERM and wait; the exit status, or None if it had to be killed."""
@@ -101,3 +102,7 @@ class ServeProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+async def _poll(process: subprocess.Popen[bytes]) -> int | None:
+    return process.poll()
