@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-__all__ = ["Database", "Table", "insert_record", "row_record"]
+__all__ = ["Database", "Table", "insert_record", "row_record", "transaction"]
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
@@ -65,8 +65,17 @@ class Database:
         if conn is None:
             raise RuntimeError(f"{self.path} is not open")
         return await asyncio.get_running_loop().run_in_executor(
-            self._writer_pool, _in_transaction, conn, work
+            self._writer_pool, transaction, conn, work
         )
+
+    async def on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in the writer thread on the writer connection, outside any transaction:
+        for work that commits several transactions in a row (each through ``transaction``)
+        without a trip back to the event loop in between."""
+        conn = self._writer
+        if conn is None:
+            raise RuntimeError(f"{self.path} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, work, conn)
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on the reader connection (sees every committed write)."""
@@ -164,7 +173,8 @@ def insert_record(conn: sqlite3.Connection, table: Table, record: dict[str, Any]
                  f" VALUES ({', '.join('?' * len(values))}) {table.upsert}", values)
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+def transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` in one immediate transaction: committed if it returns, rolled back if not."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = work(conn)

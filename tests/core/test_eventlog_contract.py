@@ -103,6 +103,25 @@ async def test_a_failing_batch_appends_nothing(event_log_factory: Factory, topic
     assert await drain(log, topic, "g", commit=True) == [b"v9"]
 
 
+async def test_a_failing_batch_among_concurrent_appends_fails_alone(
+    event_log_factory: Factory, topic: str
+) -> None:
+    # The SQLite log commits concurrent appends together: one broken batch must not take the
+    # others with it, nor leave a gap in the offsets after it.
+    log = await event_log_factory()
+    broken = [*records(1, start=5), Record("team/app", object())]  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(
+        log.append(topic, records(2)), log.append(topic, broken),
+        log.append(topic, records(2, start=2)), return_exceptions=True,
+    )
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], Exception)
+    await log.append(topic, records(1, start=9))
+    assert sorted(await drain(log, topic, "g", commit=True)) == [b"v0", b"v1", b"v2", b"v3",
+                                                                 b"v9"]
+
+
 async def test_committed_records_are_not_delivered_again(
     event_log_factory: Factory, topic: str
 ) -> None:
