@@ -28,10 +28,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from fastjsonschema import JsonSchemaValueException
 
 from services.core.reference import is_valid_digest, is_valid_repository, is_valid_tag
-from services.core.schemas import validator
+from services.core.schemas import SchemaViolation, validator
 from services.core.times import rfc3339
 
 __all__ = [
@@ -259,19 +258,13 @@ def _load_json(data: bytes, what: str) -> Any:
 
 
 def _check_schema(name: str, document: Any, *, root: str, code: ErrorCode) -> None:
-    # The validator stops at the first violation it meets, checking events in turn and each
-    # one in a fixed order, so the same body always gets the same message.
+    # The validator reports the first violation it meets, checking events in turn and each
+    # one in a fixed order, so the same body always gets the same message: where, then what
+    # (quoting the value: '"upload" is not one of ["push", …]').
     try:
         validator(name)(document)
-    except JsonSchemaValueException as error:
-        # error.name is "data", "data.events" or "data.events[3].target.repository": our path
-        # form behind "data"; the message repeats it ("data.events must be array"). A scalar
-        # value is worth quoting ("'upload' must be one of […]"); an object or array is not.
-        where = (error.name or "data").removeprefix("data").removeprefix(".") or root
-        problem = _clip(error.message.removeprefix(error.name or "").strip())
-        if not isinstance(error.value, dict | list):
-            problem = f"{_clip(repr(error.value))} {problem}"
-        raise NotificationError(code, f"{where}: {problem}") from None
+    except SchemaViolation as error:
+        raise NotificationError(code, f"{error.where or root}: {_clip(error.message)}") from None
 
 
 def _clip(text: str) -> str:

@@ -1,7 +1,7 @@
-"""The schemas in schemas/ and their fastjsonschema validators, checked against jsonschema.
+"""The schemas in schemas/ and their jsonschema-rs validators, checked against jsonschema.
 
-jsonschema is a test-only dependency: here it is the reference implementation the compiled
-validators must agree with.
+jsonschema is a test-only dependency: here it is the reference implementation the validators
+the services use must agree with.
 """
 
 import copy
@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from fastjsonschema import JsonSchemaValueException
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 
-from services.core.schemas import SCHEMA_DIR, load_schema, validator
+from services.core.schemas import SCHEMA_DIR, SchemaViolation, load_schema, validator
 
 ENVELOPE = "registry-notification.schema.json"
 EVENT = "events/registry-event.schema.json"
@@ -36,7 +35,7 @@ def reference(name: str) -> Draft7Validator:
 def is_valid(name: str, instance: object) -> bool:
     try:
         validator(name)(instance)
-    except JsonSchemaValueException:
+    except SchemaViolation:
         return False
     return True
 
@@ -63,9 +62,10 @@ def test_cross_file_ref_resolves():
     # envelope takes the relative file $ref and then a $ref relative to the event file.
     envelope = json.loads((TESTDATA / "v1-push.json").read_text())
     envelope["events"][1]["target"]["digest"] = "sha256 abc"
-    with pytest.raises(JsonSchemaValueException) as caught:
+    with pytest.raises(SchemaViolation) as caught:
         validator(ENVELOPE)(envelope)
-    assert (caught.value.name, caught.value.rule) == ("data.events[1].target.digest", "pattern")
+    assert (caught.value.where, caught.value.keyword) == ("events[1].target.digest", "pattern")
+    assert caught.value.path == ("events", 1, "target", "digest")
 
 
 def test_valid_data_is_returned_unchanged():
@@ -76,8 +76,8 @@ def test_valid_data_is_returned_unchanged():
 
 
 def test_dollar_in_a_pattern_is_the_end_of_the_string():
-    # fastjsonschema reads "$" as JSON Schema's ECMA 262 does; Python's re (and so jsonschema)
-    # also lets it match before a final newline. The fast validator is the stricter one.
+    # jsonschema-rs reads "$" as JSON Schema's ECMA 262 does; Python's re (and so jsonschema)
+    # also lets it match before a final newline. The services' validator is the stricter one.
     event = json.loads((TESTDATA / "v2-tag-delete.json").read_text())["events"][0]
     event["timestamp"] = "2024-05-14T09:31:02Z\n"
     assert not is_valid(EVENT, event)
