@@ -26,7 +26,7 @@ from services.core.web import CONFIG, EVENT_LOG, METRICS, PRIORITY
 from services.ingest.activity import ACTIVITY_TYPES
 from services.ingest.consumers import REGISTRY_EVENTS
 from services.ingest.models import Activity, ActivityFilter
-from services.ingest.notifications import NotificationError, parse_envelope
+from services.ingest.notifications import NotificationError, accept_envelope, log_values
 from services.ingest.ports import ActivityStore, CatalogStore
 from services.scanner.api import tag_scans
 
@@ -82,13 +82,14 @@ async def _receive_events(request: web.Request) -> web.Response:
         raise ApiError(413, "body_too_large", f"envelopes are limited to {limit} bytes")
     body = await request.content.read(limit + 1)
     try:
-        events = parse_envelope(body, request.headers.get("Content-Type"), max_body_bytes=limit)
+        events = accept_envelope(body, request.headers.get("Content-Type"), max_body_bytes=limit)
     except NotificationError as exc:
         metrics.envelopes_rejected.labels(exc.code).inc()
         raise ApiError(exc.status, exc.code, str(exc)) from None
     metrics.events_received.inc(len(events))
     received_at = datetime.now(UTC)
-    records = [Record(event.repository, event.to_log_value(received_at)) for event in events]
+    records = [Record(event["target"]["repository"], value)
+               for event, value in zip(events, log_values(events, received_at), strict=True)]
     try:
         await request.app[EVENT_LOG].append(REGISTRY_EVENTS, records)
     except Exception:

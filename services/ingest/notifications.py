@@ -22,7 +22,7 @@ Event shapes worth knowing (notifications/bridge.go):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -42,6 +42,8 @@ __all__ = [
     "ErrorCode",
     "NotificationError",
     "RegistryEvent",
+    "accept_envelope",
+    "log_values",
     "parse_envelope",
 ]
 
@@ -153,11 +155,7 @@ class RegistryEvent:
 
     def to_log_value(self, received_at: datetime) -> bytes:
         """The stored form: the raw event plus ``received_at`` (UTC), compact, keys sorted."""
-        if received_at.tzinfo is None:
-            raise ValueError("received_at must be timezone-aware")
-        stamp = rfc3339(received_at)
-        value = {**self.raw, "received_at": stamp}
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return log_values([self.raw], received_at)[0]
 
     @staticmethod
     def from_log_value(value: bytes) -> RegistryEvent:
@@ -174,7 +172,8 @@ class RegistryEvent:
         raw = dict(stored)
         received_at = raw.pop("received_at", None)
         try:
-            return _event(
+            _check_event(raw, "")
+            return _build(
                 raw,
                 where="",
                 received_at=None if received_at is None
@@ -185,10 +184,30 @@ class RegistryEvent:
                                     f"event: not a stored registry event ({error!r})") from None
 
 
+def log_values(events: Sequence[Mapping[str, Any]], received_at: datetime) -> list[bytes]:
+    """The stored form of events (as received) received together: ``to_log_value`` of each,
+    with the time formatted once."""
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    stamp = rfc3339(received_at)
+    return [orjson.dumps({**raw, "received_at": stamp}, option=orjson.OPT_SORT_KEYS)
+            for raw in events]
+
+
 def parse_envelope(
     body: bytes, content_type: str | None, *, max_body_bytes: int
 ) -> list[RegistryEvent]:
-    """Parse a notification request body into events, or raise ``NotificationError``.
+    """Parse a notification request body into typed events (``accept_envelope``'s checks)."""
+    events = accept_envelope(body, content_type, max_body_bytes=max_body_bytes)
+    return [_build(raw, where=f"events[{index}]") for index, raw in enumerate(events)]
+
+
+def accept_envelope(
+    body: bytes, content_type: str | None, *, max_body_bytes: int
+) -> list[dict[str, Any]]:
+    """Check a notification request body whole; its events as received, or raise
+    ``NotificationError``. The webhook stores them as they are (``log_values``), so it has no
+    use for typed events.
 
     Checks, in order: media type (parameters such as ``charset`` ignored), size, JSON, the
     envelope schema, then what the schema leaves to code (timestamps, reference grammar).
@@ -208,22 +227,34 @@ def parse_envelope(
         )
     envelope = _load_json(body, "body")
     _check_schema(ENVELOPE_SCHEMA, envelope, root="body", code="invalid_envelope")
-    return [_event(raw, where=f"events[{index}]") for index, raw in enumerate(envelope["events"])]
+    events: list[dict[str, Any]] = envelope["events"]
+    for index, raw in enumerate(events):
+        _check_event(raw, f"events[{index}]")
+    return events
 
 
-def _event(
+# Target fields in the reference grammar, checked in this order.
+_REFERENCE_FIELDS = ("repository", "fromRepository", "tag", "digest")
+
+
+def _check_event(raw: dict[str, Any], where: str) -> None:
+    """Check in a schema-valid event dict what the schema leaves to code: the reference grammar
+    and that the timestamp is a date. Every webhook event passes here, so the error's location
+    (``events[3].target.tag``) is spelled only for a bad value."""
+    target: dict[str, Any] = raw["target"]
+    for key in _REFERENCE_FIELDS:
+        _check_reference(target, key, where, "target")
+    for index, descriptor in enumerate(target.get("references", ())):
+        _check_reference(descriptor, "digest", where, f"target.references[{index}]")
+    _timestamp(raw["timestamp"], f"{where}.timestamp" if where else "timestamp")
+
+
+def _build(
     raw: dict[str, Any], *, where: str, received_at: datetime | None = None
 ) -> RegistryEvent:
-    """Build from a schema-valid event dict, checking what the schema leaves to code."""
+    """Type a checked event dict."""
     target: dict[str, Any] = raw["target"]
-    at = f"{where}.target" if where else "target"
-    _check_reference(target, "repository", at)
-    _check_reference(target, "fromRepository", at)
-    _check_reference(target, "tag", at)
-    _check_reference(target, "digest", at)
     references = target.get("references", ())
-    for index, descriptor in enumerate(references):
-        _check_reference(descriptor, "digest", f"{at}.references[{index}]")
     size = target.get("size", target.get("length"))
     request: dict[str, Any] = raw.get("request", {})
     return RegistryEvent(
@@ -308,11 +339,14 @@ _GRAMMAR: dict[str, _Grammar] = {
 }
 
 
-def _check_reference(obj: dict[str, Any], key: str, where: str) -> None:
+def _check_reference(obj: dict[str, Any], key: str, where: str, inside: str) -> None:
+    """Raise if ``obj[key]`` is given and breaks the grammar; the error names
+    ``where.inside.key`` (``events[3].target.tag``; without ``where``, ``target.tag``)."""
     value = obj.get(key)
     if value is not None:
         valid, code, expected = _GRAMMAR[key]
         if not valid(value):
+            at = f"{where}.{inside}" if where else inside
             raise NotificationError(
-                code, f"{where}.{key}: {_clip(repr(value))} is not a valid {expected}"
+                code, f"{at}.{key}: {_clip(repr(value))} is not a valid {expected}"
             )

@@ -13,6 +13,8 @@ import pytest
 from services.ingest.notifications import (
     NotificationError,
     RegistryEvent,
+    accept_envelope,
+    log_values,
     parse_envelope,
 )
 
@@ -363,6 +365,20 @@ def test_log_value_round_trip(name):
     for event in parse(golden(name)):
         stored = RegistryEvent.from_log_value(event.to_log_value(RECEIVED))
         assert stored == replace(event, received_at=RECEIVED)
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_the_webhook_stores_what_parsing_would_type(name):
+    # The webhook skips typing (accept_envelope, log_values); consumers read the same bytes.
+    body = golden(name)
+    content_type = V2 if name.startswith("v2") else V1
+    raws = accept_envelope(body, content_type, max_body_bytes=LIMIT)
+    events = parse(body, content_type)
+    assert raws == [event.raw for event in events]
+    values = log_values(raws, RECEIVED)
+    assert values == [event.to_log_value(RECEIVED) for event in events]
+    assert [RegistryEvent.from_log_value(v) for v in values] == [
+        replace(event, received_at=RECEIVED) for event in events]
 
 
 def test_log_value_is_compact_sorted_and_utc():
