@@ -158,6 +158,9 @@ def _run(
                 loop=uvloop.new_event_loop())
 
 
+YOUNG_COLLECTION_AT = 10_000
+
+
 async def _freeze_heap(_: web.Application) -> None:
     """Move what start-up made (modules, stores, clients) out of the collector's sight.
 
@@ -168,6 +171,12 @@ async def _freeze_heap(_: web.Application) -> None:
     """
     gc.collect()
     gc.freeze()
+    # The youngest generation is collected every YOUNG_COLLECTION_AT container allocations
+    # (CPython's default: 700). A webhook envelope parses into ~150 dicts and lists, nearly all
+    # freed by reference counting, so the default ran a collection every few requests for
+    # nothing: bench/ingest.py (4 runs each) gave 16.2k to 18.5k events/s with it, 18.3k to
+    # 19.9k without.
+    gc.set_threshold(YOUNG_COLLECTION_AT, *gc.get_threshold()[1:])
 
 
 @dataclass
