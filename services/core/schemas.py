@@ -92,6 +92,7 @@ def validator(name: str) -> Callable[[Any], Any]:
 
 def _load_uri(uri: str) -> dict[str, Any]:
     # relative_to raises ValueError for a path outside schemas/; load_schema catches any "..".
-    if urlsplit(uri).scheme != "file":
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
         raise ValueError(f"schemas may only refer to files in {SCHEMA_DIR}, not {uri}")
-    return load_schema(Path(url2pathname(urlsplit(uri).path)).relative_to(SCHEMA_DIR).as_posix())
+    return load_schema(Path(url2pathname(parts.path)).relative_to(SCHEMA_DIR).as_posix())

@@ -172,10 +172,9 @@ class RegistryEvent:
         raw = dict(stored)
         received_at = raw.pop("received_at", None)
         try:
-            _check_event(raw, "")
             return _build(
                 raw,
-                where="",
+                _check_event(raw, ""),
                 received_at=None if received_at is None
                 else _timestamp(received_at, "received_at"),
             )
@@ -198,8 +197,8 @@ def parse_envelope(
     body: bytes, content_type: str | None, *, max_body_bytes: int
 ) -> list[RegistryEvent]:
     """Parse a notification request body into typed events (``accept_envelope``'s checks)."""
-    events = accept_envelope(body, content_type, max_body_bytes=max_body_bytes)
-    return [_build(raw, where=f"events[{index}]") for index, raw in enumerate(events)]
+    return [_build(raw, timestamp)
+            for raw, timestamp in _checked_envelope(body, content_type, max_body_bytes)]
 
 
 def accept_envelope(
@@ -212,6 +211,13 @@ def accept_envelope(
     Checks, in order: media type (parameters such as ``charset`` ignored), size, JSON, the
     envelope schema, then what the schema leaves to code (timestamps, reference grammar).
     """
+    return [raw for raw, _ in _checked_envelope(body, content_type, max_body_bytes)]
+
+
+def _checked_envelope(
+    body: bytes, content_type: str | None, max_body_bytes: int
+) -> list[tuple[dict[str, Any], datetime]]:
+    """``accept_envelope``'s checks; each event with its parsed timestamp."""
     media_type = (content_type or "").partition(";")[0].strip().lower()
     if media_type not in ACCEPTED_MEDIA_TYPES:
         given = f"Content-Type {content_type!r} is" if content_type else "Content-Type is missing,"
@@ -228,38 +234,36 @@ def accept_envelope(
     envelope = _load_json(body, "body")
     _check_schema(ENVELOPE_SCHEMA, envelope, root="body", code="invalid_envelope")
     events: list[dict[str, Any]] = envelope["events"]
-    for index, raw in enumerate(events):
-        _check_event(raw, f"events[{index}]")
-    return events
+    return [(raw, _check_event(raw, f"events[{index}]")) for index, raw in enumerate(events)]
 
 
 # Target fields in the reference grammar, checked in this order.
 _REFERENCE_FIELDS = ("repository", "fromRepository", "tag", "digest")
 
 
-def _check_event(raw: dict[str, Any], where: str) -> None:
+def _check_event(raw: dict[str, Any], where: str) -> datetime:
     """Check in a schema-valid event dict what the schema leaves to code: the reference grammar
-    and that the timestamp is a date. Every webhook event passes here, so the error's location
-    (``events[3].target.tag``) is spelled only for a bad value."""
+    and that the timestamp is a date, which is returned. Every webhook event passes here, so
+    the error's location (``events[3].target.tag``) is spelled only for a bad value."""
     target: dict[str, Any] = raw["target"]
     for key in _REFERENCE_FIELDS:
         _check_reference(target, key, where, "target")
     for index, descriptor in enumerate(target.get("references", ())):
         _check_reference(descriptor, "digest", where, f"target.references[{index}]")
-    _timestamp(raw["timestamp"], f"{where}.timestamp" if where else "timestamp")
+    return _timestamp(raw["timestamp"], f"{where}.timestamp" if where else "timestamp")
 
 
 def _build(
-    raw: dict[str, Any], *, where: str, received_at: datetime | None = None
+    raw: dict[str, Any], timestamp: datetime, *, received_at: datetime | None = None
 ) -> RegistryEvent:
-    """Type a checked event dict."""
+    """Type a checked event dict (``timestamp``: what ``_check_event`` parsed)."""
     target: dict[str, Any] = raw["target"]
     references = target.get("references", ())
     size = target.get("size", target.get("length"))
     request: dict[str, Any] = raw.get("request", {})
     return RegistryEvent(
         id=raw["id"],
-        timestamp=_timestamp(raw["timestamp"], f"{where}.timestamp" if where else "timestamp"),
+        timestamp=timestamp,
         action=raw["action"],
         repository=target["repository"],
         media_type=target.get("mediaType") or None,
