@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-__all__ = ["Database", "Table", "insert_record", "row_record", "transaction"]
+__all__ = ["Database", "SqliteStore", "Table", "insert_record", "row_record", "transaction"]
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
@@ -133,6 +133,24 @@ class Database:
                     raise
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         return conn
+
+
+class SqliteStore:
+    """A store on one SQLite file: subclasses name their ``migrations`` and use ``self.db``."""
+
+    migrations: ClassVar[Sequence[str]]
+
+    def __init__(self, path: Path) -> None:
+        self.db = Database(path, self.migrations)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def ping(self) -> None:
+        await self.db.ping()
 
 
 @dataclass(frozen=True, slots=True)

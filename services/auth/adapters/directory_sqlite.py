@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 from services.auth.models import ExternalAccount
 from services.auth.policy import Role
 from services.core.dump import Dumped
-from services.core.sqlite import Database, Table, insert_record, row_record
+from services.core.sqlite import SqliteStore, Table, insert_record, row_record
 
 __all__ = ["SqliteDirectoryStore"]
 
@@ -53,15 +52,8 @@ def _account(row: sqlite3.Row) -> ExternalAccount:
     return ExternalAccount(row["name"], row["source"], row["external_id"], bool(row["suspended"]))
 
 
-class SqliteDirectoryStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, MIGRATIONS)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
+class SqliteDirectoryStore(SqliteStore):
+    migrations = MIGRATIONS
 
     async def link(self, account: ExternalAccount) -> None:
         await self.db.write(lambda conn: conn.execute(

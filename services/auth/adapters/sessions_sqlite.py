@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 
 from services.auth.sessions import Session
-from services.core.sqlite import Database
+from services.core.sqlite import SqliteStore
 
 __all__ = ["SqliteSessionStore"]
 
@@ -41,18 +40,8 @@ def _moment(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
-class SqliteSessionStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, MIGRATIONS)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
+class SqliteSessionStore(SqliteStore):
+    migrations = MIGRATIONS
 
     async def create(self, id_hash: bytes, session: Session) -> None:
         row = (id_hash, session.user, session.method, session.csrf_token,

@@ -6,7 +6,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from services.auth.models import AppToken, Member, Namespace, Team, User
@@ -14,7 +13,7 @@ from services.auth.policy import Role, Visibility
 from services.auth.ports import NamespaceRecord
 from services.core.dump import Dumped
 from services.core.errors import Conflict, NotFound
-from services.core.sqlite import Database, Table, insert_record, row_record
+from services.core.sqlite import SqliteStore, Table, insert_record, row_record
 
 __all__ = ["SqliteAuthStore"]
 
@@ -107,18 +106,8 @@ def _token(row: sqlite3.Row) -> AppToken:
                     _ts(row["last_used_at"]), row["revoked_at"] is not None)
 
 
-class SqliteAuthStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, MIGRATIONS)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
+class SqliteAuthStore(SqliteStore):
+    migrations = MIGRATIONS
 
     # accounts ------------------------------------------------------------------------------
 

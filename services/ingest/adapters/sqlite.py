@@ -11,11 +11,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 
 from services.core.dump import Dumped
 from services.core.reference import namespace_of
-from services.core.sqlite import Database, Table, insert_record, row_record
+from services.core.sqlite import Database, SqliteStore, Table, insert_record, row_record
 from services.core.times import rfc3339
 from services.ingest.models import (
     Activity,
@@ -118,18 +117,8 @@ def _iso(value: int | None) -> str | None:
     return None if moment is None else rfc3339(moment)
 
 
-class SqliteCatalogStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, CATALOG_MIGRATIONS)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
+class SqliteCatalogStore(SqliteStore):
+    migrations = CATALOG_MIGRATIONS
 
     async def apply(self, changes: Sequence[tuple[str, Sequence[Operation]]]) -> int:
         def work(conn: sqlite3.Connection) -> int:
@@ -397,18 +386,8 @@ def _tag_row(repository: str, row: sqlite3.Row, referrers: list[Row]) -> Row:
     }
 
 
-class SqliteActivityStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, ACTIVITY_MIGRATIONS)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
+class SqliteActivityStore(SqliteStore):
+    migrations = ACTIVITY_MIGRATIONS
 
     async def record(self, activities: Sequence[Activity]) -> list[Activity]:
         def insert(conn: sqlite3.Connection) -> list[Activity]:

@@ -6,9 +6,8 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from services.core.sqlite import Database
+from services.core.sqlite import SqliteStore
 from services.scanner.models import Finding, Inventory, ScanRecord, ScanStatus
 from services.scanner.scans import (
     INVENTORY_ONLY,
@@ -82,18 +81,8 @@ def _get(conn: sqlite3.Connection, digest: str) -> ScanRecord | None:
     return None if row is None else _record(row)
 
 
-class SqliteScanStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, MIGRATIONS)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
+class SqliteScanStore(SqliteStore):
+    migrations = MIGRATIONS
 
     async def queue(self, digest: str, repository: str, *, again: bool = False) -> bool:
         def work(conn: sqlite3.Connection) -> bool:

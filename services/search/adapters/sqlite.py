@@ -18,11 +18,10 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from services.core.reference import namespace_of
-from services.core.sqlite import Database
+from services.core.sqlite import SqliteStore
 from services.ingest.adapters.sqlite import from_micros, micros
 from services.ingest.models import (
     DeleteManifest,
@@ -153,13 +152,13 @@ MIGRATIONS = (
 
 
 
-class SqliteSearchIndex:
-    def __init__(self, path: Path) -> None:
-        # synchronous NORMAL: a lost tail is re-fed by the log, a lost file rebuilt by reindex.
-        self.db = Database(path, MIGRATIONS)
+class SqliteSearchIndex(SqliteStore):
+    # synchronous NORMAL (Database's default): a lost tail is re-fed by the log, a lost file
+    # rebuilt by reindex.
+    migrations = MIGRATIONS
 
     async def open(self) -> None:
-        await self.db.open()
+        await super().open()
 
         def tune(conn: sqlite3.Connection) -> None:
             # Searches read rows at random places of a file of hundreds of MB: mapped pages
@@ -168,12 +167,6 @@ class SqliteSearchIndex:
             conn.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_KIB}")
 
         await self.db.read(tune)
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
 
     # writing -------------------------------------------------------------------------------
 

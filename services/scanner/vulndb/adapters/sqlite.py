@@ -6,11 +6,10 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 
-from services.core.sqlite import Database
+from services.core.sqlite import SqliteStore
 from services.scanner.models import Severity
 from services.scanner.vulndb.models import (
     Advisory,
@@ -82,15 +81,8 @@ def stored_ranges(entry: Affected) -> list[list[object]]:
     return [[r.type, [[e.kind, e.version] for e in r.events]] for r in entry.ranges]
 
 
-class SqliteVulnStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, MIGRATIONS)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
+class SqliteVulnStore(SqliteStore):
+    migrations = MIGRATIONS
 
     async def upsert(self, advisories: Sequence[Advisory], imported_at: datetime) -> UpsertResult:
         return await self.db.write(lambda conn: _upsert(conn, advisories, imported_at))
