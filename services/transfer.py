@@ -30,26 +30,18 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
-from services.auth.adapters.directory_sqlite import SqliteDirectoryStore
 from services.auth.app import open_auth_store
-from services.auth.directory_app import DIRECTORY_DB
-from services.auth.ports import AUTH_RECORDS, DIRECTORY_RECORDS, DirectoryStore
+from services.auth.directory_app import open_directory_store
+from services.auth.ports import AUTH_RECORDS, DIRECTORY_RECORDS
 from services.core.config import Config, load_config
 from services.core.dump import Dumped, RecordSpec, check
 from services.core.errors import Conflict, Invalid
-from services.core.stores import mongo_database
 from services.ingest.app import open_stores
 from services.ingest.ports import ACTIVITY_RECORDS, CATALOG_RECORDS
 
-if TYPE_CHECKING:
-    from services.auth.adapters.directory_mongo import MongoDirectoryStore
-
-__all__ = [
-    "FORMAT_VERSION", "STORES", "add_commands", "export_stores", "import_stores",
-    "open_directory_store",
-]
+__all__ = ["FORMAT_VERSION", "STORES", "add_commands", "export_stores", "import_stores"]
 
 FORMAT_VERSION = 1
 SPECS: dict[str, RecordSpec] = {
@@ -84,25 +76,6 @@ async def _opened(config: Config, names: Sequence[str]) -> AsyncIterator[dict[st
             catalog, activity = await stack.enter_async_context(open_stores(config))
             stores |= {"catalog": catalog, "activity": activity}
         yield stores
-
-
-@asynccontextmanager
-async def open_directory_store(config: Config) -> AsyncIterator[DirectoryStore]:
-    """The link store alone: ``open_directory`` (services.auth.directory_app) would also start
-    the LDAP pool and the OIDC providers, which an export has no use for."""
-    async with AsyncExitStack() as stack:
-        store: SqliteDirectoryStore | MongoDirectoryStore
-        if config.store.backend == "mongodb":
-            from services.auth.adapters.directory_mongo import (  # noqa: PLC0415 - extra
-                MongoDirectoryStore,
-            )
-
-            store = MongoDirectoryStore(await stack.enter_async_context(mongo_database(config)))
-        else:
-            store = SqliteDirectoryStore(config.path(DIRECTORY_DB))
-        await store.open()
-        stack.push_async_callback(store.close)
-        yield store
 
 
 async def export_stores(config: Config, out: IO[str], names: Sequence[str]) -> dict[str, int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from services.auth.app import open_auth_store
+from services.auth.directory_app import open_directory_store
 from services.auth.models import AppToken, ExternalAccount, Namespace, Team, User
 from services.core.config import Config
 from services.core.errors import Conflict, Invalid
@@ -27,7 +28,7 @@ from services.ingest.models import (
     PutTag,
     RecordPull,
 )
-from services.transfer import STORES, export_stores, import_stores, open_directory_store
+from services.transfer import STORES, export_stores, import_stores
 from tests.factories import DIGEST_A, DIGEST_B, OCI_MANIFEST
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,11 +28,12 @@ from services.auth.token_api import RATE_LIMITS, RateLimits
 from services.auth.token_api import routes as token_routes
 from services.core.config import Config
 from services.core.eventlog import EventLog
-from services.core.stores import mongo_database
+from services.core.stores import open_backend_store
 from services.core.web import CONFIG, EVENT_LOG, HEALTH, SERVICE_TOKENS
 
 if TYPE_CHECKING:
     from services.auth.adapters.mongo import MongoAuthStore
+    from services.core.mongo import MongoDatabase
 
 __all__ = ["AUTH_DB", "Auth", "keyring", "open_auth", "open_auth_store", "setup"]
 
@@ -63,20 +64,16 @@ class Auth:
     directory: DirectoryParts
 
 
-@asynccontextmanager
-async def open_auth_store(config: Config) -> AsyncIterator[AuthStore]:
+def open_auth_store(config: Config) -> AbstractAsyncContextManager[AuthStore]:
     """The auth store ``[store] backend`` (DOCKYARD_STORE) chooses, open until the exit."""
-    async with AsyncExitStack() as stack:
-        store: SqliteAuthStore | MongoAuthStore
-        if config.store.backend == "mongodb":
-            from services.auth.adapters.mongo import MongoAuthStore  # noqa: PLC0415 - extra
+    return open_backend_store(config, lambda: SqliteAuthStore(config.path(AUTH_DB)),
+                              _mongo_auth_store)
 
-            store = MongoAuthStore(await stack.enter_async_context(mongo_database(config)))
-        else:
-            store = SqliteAuthStore(config.path(AUTH_DB))
-        await store.open()
-        stack.push_async_callback(store.close)
-        yield store
+
+def _mongo_auth_store(database: MongoDatabase) -> MongoAuthStore:
+    from services.auth.adapters.mongo import MongoAuthStore  # noqa: PLC0415 - optional extra
+
+    return MongoAuthStore(database)
 
 
 @asynccontextmanager

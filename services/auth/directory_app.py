@@ -8,7 +8,7 @@ builds the sign-in providers; ``directory_ctx`` registers the periodic LDAP sync
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,16 +20,24 @@ from services.auth.audit import Audit
 from services.auth.directory import LDAP_SOURCE, Directory, LdapLogins, ldap_rules
 from services.auth.ldap import LdapDirectory
 from services.auth.oidc import Providers, build_providers
-from services.auth.ports import AuthStore
+from services.auth.ports import AuthStore, DirectoryStore
 from services.auth.sessions import SignInMethod
 from services.core.config import Config
-from services.core.stores import mongo_database
+from services.core.stores import open_backend_store
 from services.core.web import CONFIG, HEALTH, JOBS, Job
 
 if TYPE_CHECKING:
     from services.auth.adapters.directory_mongo import MongoDirectoryStore
+    from services.core.mongo import MongoDatabase
 
-__all__ = ["DIRECTORY", "DIRECTORY_DB", "DirectoryParts", "directory_ctx", "open_directory"]
+__all__ = [
+    "DIRECTORY",
+    "DIRECTORY_DB",
+    "DirectoryParts",
+    "directory_ctx",
+    "open_directory",
+    "open_directory_store",
+]
 
 DIRECTORY_DB = Path("directory.db")
 
@@ -60,17 +68,7 @@ async def open_directory(
     config: Config, accounts: AuthStore, audit: Audit
 ) -> AsyncIterator[DirectoryParts]:
     async with AsyncExitStack() as stack:
-        links: SqliteDirectoryStore | MongoDirectoryStore
-        if config.store.backend == "mongodb":
-            from services.auth.adapters.directory_mongo import (  # noqa: PLC0415 - extra
-                MongoDirectoryStore,
-            )
-
-            links = MongoDirectoryStore(await stack.enter_async_context(mongo_database(config)))
-        else:
-            links = SqliteDirectoryStore(config.path(DIRECTORY_DB))
-        await links.open()
-        stack.push_async_callback(links.close)
+        links = await stack.enter_async_context(open_directory_store(config))
         directory = Directory(accounts, links, audit)
         settings = config.ldap
         client = None
@@ -83,6 +81,21 @@ async def open_directory(
         providers = build_providers(config, directory)
         stack.push_async_callback(providers.aclose)
         yield DirectoryParts(directory, logins, providers, client)
+
+
+def open_directory_store(config: Config) -> AbstractAsyncContextManager[DirectoryStore]:
+    """The link store alone, where ``[store] backend`` says: ``open_directory`` also starts the
+    LDAP pool and the OIDC providers, which an export has no use for."""
+    return open_backend_store(config, lambda: SqliteDirectoryStore(config.path(DIRECTORY_DB)),
+                              _mongo_directory_store)
+
+
+def _mongo_directory_store(database: MongoDatabase) -> MongoDirectoryStore:
+    from services.auth.adapters.directory_mongo import (  # noqa: PLC0415 - optional extra
+        MongoDirectoryStore,
+    )
+
+    return MongoDirectoryStore(database)
 
 
 async def directory_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -10,7 +10,6 @@ sessions are pruned by a job, so only the processes that run consumers and jobs 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,11 +19,12 @@ from aiohttp import web
 from services.auth.access import IDENTITY
 from services.auth.adapters.sessions_sqlite import SqliteSessionStore
 from services.auth.sessions import SESSIONS, Sessions, SessionSettings
-from services.core.stores import mongo_database
+from services.core.stores import open_backend_store
 from services.core.web import CONFIG, HEALTH, JOBS, Job
 
 if TYPE_CHECKING:
     from services.auth.adapters.sessions_mongo import MongoSessionStore
+    from services.core.mongo import MongoDatabase
 
 __all__ = ["PRUNE_SECONDS", "SESSIONS_DB", "sessions_ctx"]
 
@@ -35,18 +35,8 @@ PRUNE_SECONDS = 600
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     """The session store ``[store] backend`` chooses; needs the auth store (IDENTITY) open."""
     config = app[CONFIG]
-    async with AsyncExitStack() as stack:
-        store: SqliteSessionStore | MongoSessionStore
-        if config.store.backend == "mongodb":
-            from services.auth.adapters.sessions_mongo import (  # noqa: PLC0415 - extra
-                MongoSessionStore,
-            )
-
-            store = MongoSessionStore(await stack.enter_async_context(mongo_database(config)))
-        else:
-            store = SqliteSessionStore(config.path(SESSIONS_DB))
-        await store.open()
-        stack.push_async_callback(store.close)
+    async with open_backend_store(config, lambda: SqliteSessionStore(config.path(SESSIONS_DB)),
+                                  _mongo_session_store) as store:
         settings = SessionSettings(ttl=timedelta(seconds=config.portal.session_ttl_seconds),
                                    idle=timedelta(seconds=config.portal.session_idle_seconds))
         app[SESSIONS] = Sessions(store, app[IDENTITY].store, settings)
@@ -54,3 +44,11 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[JOBS].append(Job("session-prune", PRUNE_SECONDS,
                              lambda: store.prune(datetime.now(UTC))))
         yield
+
+
+def _mongo_session_store(database: MongoDatabase) -> MongoSessionStore:
+    from services.auth.adapters.sessions_mongo import (  # noqa: PLC0415 - optional extra
+        MongoSessionStore,
+    )
+
+    return MongoSessionStore(database)

@@ -1,8 +1,8 @@
 """Where the services' stores live: ``[store] backend`` (``DOCKYARD_STORE``).
 
-Each service's ``app.py`` has one factory that opens its stores on SQLite files in the data
-directory or, for ``mongodb``, on the database this module opens. PyMongo is an optional extra
-(``dockyard[mongodb]``), so it is imported only when chosen.
+Each service has a factory per store that hands ``open_backend_store`` the two ways to make
+it: on a SQLite file in the data directory, or on the database this module opens. PyMongo is
+an optional extra (``dockyard[mongodb]``), so the MongoDB adapter is imported only when chosen.
 
 One client per process: every ``AsyncMongoClient`` has its own connection pool and monitor
 tasks, and an all-in-one process has a dozen stores. A running application opens the database
@@ -16,17 +16,49 @@ client of their own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from services.core.config import Config, ConfigError
 
 if TYPE_CHECKING:
     from services.core.mongo import MongoDatabase
 
-__all__ = ["mongo_database", "shared_mongo_database"]
+__all__ = ["mongo_database", "open_backend_store", "shared_mongo_database"]
+
+
+class _Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+SqliteT = TypeVar("SqliteT", bound=_Store)
+MongoT = TypeVar("MongoT", bound=_Store)
+
+
+@asynccontextmanager
+async def open_backend_store(
+    config: Config,
+    sqlite: Callable[[], SqliteT],
+    mongodb: Callable[[MongoDatabase], MongoT],
+) -> AsyncIterator[SqliteT | MongoT]:
+    """The store ``[store] backend`` (DOCKYARD_STORE) chooses, open until the exit.
+
+    ``sqlite`` makes it on its file; ``mongodb`` makes it on the database (and imports its
+    adapter there: PyMongo is an optional extra).
+    """
+    async with AsyncExitStack() as stack:
+        store: SqliteT | MongoT
+        if config.store.backend == "mongodb":
+            store = mongodb(await stack.enter_async_context(mongo_database(config)))
+        else:
+            store = sqlite()
+        await store.open()
+        stack.push_async_callback(store.close)
+        yield store
 
 
 @dataclass

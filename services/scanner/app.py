@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from services.core.config import Config
 from services.core.consume import Consumer
-from services.core.stores import mongo_database
+from services.core.stores import open_backend_store
 from services.core.web import (
     CONFIG,
     CONSUMERS,
@@ -34,6 +34,7 @@ from services.scanner.vulndb.ports import VulnStore
 from services.scanner.vulndb.stores import open_vulndb
 
 if TYPE_CHECKING:
+    from services.core.mongo import MongoDatabase
     from services.scanner.adapters.mongo import MongoScanStore
 
 __all__ = ["open_store", "setup"]
@@ -46,20 +47,16 @@ def setup(app: web.Application) -> None:
     harbor_app.setup(app)
 
 
-@asynccontextmanager
-async def open_store(config: Config) -> AsyncIterator[ScanStore]:
+def open_store(config: Config) -> AbstractAsyncContextManager[ScanStore]:
     """The scan store where ``[store] backend`` (DOCKYARD_STORE) says."""
-    async with AsyncExitStack() as stack:
-        store: SqliteScanStore | MongoScanStore
-        if config.store.backend == "mongodb":
-            from services.scanner.adapters.mongo import MongoScanStore  # noqa: PLC0415 - extra
+    return open_backend_store(config, lambda: SqliteScanStore(config.path(config.scanner.path)),
+                              _mongo_scan_store)
 
-            store = MongoScanStore(await stack.enter_async_context(mongo_database(config)))
-        else:
-            store = SqliteScanStore(config.path(config.scanner.path))
-        await store.open()
-        stack.push_async_callback(store.close)
-        yield store
+
+def _mongo_scan_store(database: MongoDatabase) -> MongoScanStore:
+    from services.scanner.adapters.mongo import MongoScanStore  # noqa: PLC0415 - optional extra
+
+    return MongoScanStore(database)
 
 
 async def _scanner_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -13,7 +14,7 @@ from services.auth.audit import IDENTITY_EVENTS
 from services.auth.ports import AuthStore
 from services.core.config import Config
 from services.core.consume import Consumer
-from services.core.stores import mongo_database
+from services.core.stores import open_backend_store
 from services.core.web import CONFIG, CONSUMERS, HEALTH, REGISTRY
 from services.ingest.consumers import REGISTRY_EVENTS
 from services.scanner.api import SCAN_STORE
@@ -22,6 +23,10 @@ from services.search.adapters.sqlite import SqliteSearchIndex
 from services.search.api import SEARCH_INDEX, routes
 from services.search.consumers import IndexConsumer, NamespaceDescriptions, ScanFindings
 from services.search.ports import SearchIndex
+
+if TYPE_CHECKING:
+    from services.core.mongo import MongoDatabase
+    from services.search.adapters.mongo import MongoSearchIndex
 
 __all__ = ["SEARCH_DB", "namespace_descriptions", "open_index", "scan_findings", "setup"]
 
@@ -33,22 +38,16 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_index_ctx)
 
 
-@asynccontextmanager
-async def open_index(config: Config) -> AsyncIterator[SearchIndex]:
+def open_index(config: Config) -> AbstractAsyncContextManager[SearchIndex]:
     """The index where ``[store] backend`` (DOCKYARD_STORE) says: search.db, or MongoDB."""
-    async with AsyncExitStack() as stack:
-        index: SearchIndex
-        if config.store.backend == "mongodb":
-            from services.search.adapters.mongo import (  # noqa: PLC0415 - optional extra
-                MongoSearchIndex,
-            )
+    return open_backend_store(config, lambda: SqliteSearchIndex(config.path(SEARCH_DB)),
+                              _mongo_index)
 
-            index = MongoSearchIndex(await stack.enter_async_context(mongo_database(config)))
-        else:
-            index = SqliteSearchIndex(config.path(SEARCH_DB))
-        await index.open()
-        stack.push_async_callback(index.close)
-        yield index
+
+def _mongo_index(database: MongoDatabase) -> MongoSearchIndex:
+    from services.search.adapters.mongo import MongoSearchIndex  # noqa: PLC0415 - optional extra
+
+    return MongoSearchIndex(database)
 
 
 def scan_findings(app: web.Application) -> ScanFindings:

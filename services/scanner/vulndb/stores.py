@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 from services.core.config import Config
-from services.core.stores import mongo_database
+from services.core.stores import open_backend_store
 from services.scanner.vulndb.adapters.sqlite import SqliteVulnStore
 from services.scanner.vulndb.ports import VulnStore
 
 if TYPE_CHECKING:
+    from services.core.mongo import MongoDatabase
     from services.scanner.vulndb.adapters.mongo import MongoVulnStore
 
 __all__ = ["open_vulndb"]
 
 
-@asynccontextmanager
-async def open_vulndb(config: Config) -> AsyncIterator[VulnStore]:
+def open_vulndb(config: Config) -> AbstractAsyncContextManager[VulnStore]:
     """SQLite ``[scanner] vulndb`` (vulndb.db) by default; MongoDB's ``vulndb_*`` collections."""
-    async with AsyncExitStack() as stack:
-        store: SqliteVulnStore | MongoVulnStore
-        if config.store.backend == "mongodb":
-            from services.scanner.vulndb.adapters.mongo import (  # noqa: PLC0415 - extra
-                MongoVulnStore,
-            )
+    return open_backend_store(config, lambda: SqliteVulnStore(config.path(config.scanner.vulndb)),
+                              _mongo_vuln_store)
 
-            store = MongoVulnStore(await stack.enter_async_context(mongo_database(config)))
-        else:
-            store = SqliteVulnStore(config.path(config.scanner.vulndb))
-        await store.open()
-        stack.push_async_callback(store.close)
-        yield store
+
+def _mongo_vuln_store(database: MongoDatabase) -> MongoVulnStore:
+    from services.scanner.vulndb.adapters.mongo import (  # noqa: PLC0415 - optional extra
+        MongoVulnStore,
+    )
+
+    return MongoVulnStore(database)
