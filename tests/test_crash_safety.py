@@ -18,9 +18,6 @@ import asyncio
 import json
 import random
 import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +31,7 @@ from services.core.consume import dead_letter_topic
 from services.core.eventlog.sqlite import SqliteEventLog
 from services.ingest.consumers import REGISTRY_EVENTS
 from tests.support.dockyard import admin_auth, initialised
+from tests.support.serve import ServeProcess
 from tests.support.waiting import eventually
 
 SEED = 20240611
@@ -42,60 +40,7 @@ EVENTS_PER_ENVELOPE = 10
 SENDERS = 4
 LOST_ANSWERS = 10  # envelopes whose first 2xx the sender throws away and sends again
 RETRY_PAUSE = 0.05
-DOCKYARD = Path(sys.executable).with_name("dockyard")
 V1 = "application/vnd.docker.distribution.events.v1+json"
-
-
-class ServeProcess:
-    """`dockyard serve --config …` as a child process, logging to one file across restarts."""
-
-    def __init__(self, config_path: Path, url: str, log_path: Path) -> None:
-        self.config_path = config_path
-        self.url = url
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(DOCKYARD), "serve", "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )
-
-    async def ready(self, timeout: float = 15.0) -> None:
-        async def answers() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"dockyard serve exited with {self.process.returncode}:\n"
-                                     f"{self.log_tail()}")
-            try:
-                async with httpx.AsyncClient(timeout=1) as client:
-                    return (await client.get(f"{self.url}/metrics")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(answers, bool, timeout=timeout, what="dockyard serve answering")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> int | None:
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        process.terminate()
-        try:
-            return process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            return None
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass
@@ -115,8 +60,8 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 def server(config: Config, tmp_path: Path) -> Iterator[ServeProcess]:
-    process = ServeProcess(config.server.data_dir / "dockyard.toml",
-                           f"http://{config.server.listen}", tmp_path / "serve.log")
+    process = ServeProcess(config.server.data_dir / "dockyard.toml", tmp_path / "serve.log",
+                           port=config.server.port)
     yield process
     process.stop()
 

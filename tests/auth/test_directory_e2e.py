@@ -19,7 +19,7 @@ from services.auth.access import IDENTITY
 from services.auth.directory_app import DIRECTORY
 from services.auth.policy import Principal
 from services.core.config import load_config
-from tests.support.dockyard import Dockyard, initialised, running_dockyard
+from tests.support.dockyard import Dockyard, initialised, registry_for, running_dockyard
 from tests.support.images import build_oci_image
 from tests.support.oidc import OidcProviderProcess, require_oidc_provider
 from tests.support.registry import (
@@ -70,7 +70,7 @@ client_id = "dockyard"
 client_secret = "dockyard-client-secret"
 """)
     config = load_config(data / "dockyard.toml", env={})
-    with RegistryProcess(data, config_file=config.path(Path("registry.yml"))) as registry:
+    with registry_for(config) as registry:
         async with running_dockyard(config) as dockyard:
             identity = dockyard.app[IDENTITY]
             await identity.create_team(ADMIN, "web", owner="admin")

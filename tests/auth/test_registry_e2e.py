@@ -29,7 +29,13 @@ from services.auth.policy import Principal, Role, Visibility
 from services.core.config import Config
 from services.core.registry import ManifestNotFound
 from services.core.web import REGISTRY
-from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
+from tests.support.dockyard import (
+    ADMIN_PASSWORD,
+    Dockyard,
+    initialised,
+    registry_for,
+    running_dockyard,
+)
 from tests.support.images import build_oci_image
 from tests.support.registry import (
     RegistryProcess,
@@ -112,8 +118,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 @pytest.fixture(scope="module")
 def registry(config: Config) -> Iterator[RegistryProcess]:
-    process = RegistryProcess(config.server.data_dir, config_file=config.path(Path("registry.yml")))
-    with process:
+    with registry_for(config) as process:
         yield process
 
 
@@ -371,8 +376,7 @@ def strict_config(tmp_path: Path) -> Config:
 async def strict(strict_config: Config, tmp_path: Path) -> AsyncIterator[World]:
     """A second registry and Dockyard, running with ``strict_config``."""
     config = strict_config
-    with RegistryProcess(config.server.data_dir,
-                         config_file=config.path(Path("registry.yml"))) as registry:
+    with registry_for(config) as registry:
         async with running_dockyard(config) as dockyard:
             identity = dockyard.app[IDENTITY]
             for name in ("member", "stranger"):

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from services.core.config import Config
-from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
+from tests.support.dockyard import (
+    ADMIN_CREDS,
+    Dockyard,
+    initialised,
+    push,
+    registry_for,
+    running_dockyard,
+)
 from tests.support.images import (
     build_cosign_signature,
     build_helm_chart,
@@ -34,7 +41,7 @@ from tests.support.waiting import eventually
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-ADMIN = f"admin:{ADMIN_PASSWORD}"
+ADMIN = ADMIN_CREDS
 
 
 @pytest.fixture
@@ -45,8 +52,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 def registry(config: Config) -> Iterator[RegistryProcess]:
-    process = RegistryProcess(config.server.data_dir, config_file=config.path(Path("registry.yml")))
-    with process:
+    with registry_for(config) as process:
         yield process
 
 
@@ -68,14 +74,6 @@ async def activities(dockyard: Dockyard, **filters: str) -> list[dict[str, Any]]
     response = await dockyard.client.get("/api/v1/activities", params=filters)
     response.raise_for_status()
     return list(reversed(response.json()["items"]))  # oldest first reads like a story
-
-
-async def push(layout: Path, tag: str, registry: RegistryProcess, ref: str, **options: Any) -> str:
-    # skopeo runs in a thread: the Dockyard under test shares this event loop and must answer
-    # the registry's token requests while skopeo waits.
-    return await asyncio.to_thread(
-        skopeo_copy, f"oci:{layout}:{tag}", f"docker://{registry.host}/{ref}", creds=ADMIN,
-        **options)
 
 
 @pytest.mark.registry

@@ -26,7 +26,13 @@ from services.auth.policy import Principal
 from services.core.config import Config
 from services.core.registry import ManifestNotFound
 from services.core.web import REGISTRY
-from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
+from tests.support.dockyard import (
+    ADMIN_PASSWORD,
+    Dockyard,
+    initialised,
+    registry_for,
+    running_dockyard,
+)
 from tests.support.images import build_oci_image
 from tests.support.registry import (
     RegistryProcess,
@@ -58,8 +64,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 @pytest.fixture(scope="module")
 def registry(config: Config) -> Iterator[RegistryProcess]:
-    with RegistryProcess(config.server.data_dir,
-                         config_file=config.path(Path("registry.yml"))) as process:
+    with registry_for(config) as process:
         yield process
 
 

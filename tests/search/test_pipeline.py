@@ -13,18 +13,24 @@ import pytest
 
 from services.cli import main
 from services.core.config import Config
-from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
+from tests.support.dockyard import (
+    ADMIN_CREDS,
+    Dockyard,
+    initialised,
+    push,
+    registry_for,
+    running_dockyard,
+)
 from tests.support.images import build_helm_chart, build_oci_image, build_oci_index
 from tests.support.registry import (
     RegistryProcess,
     free_port,
     require_registry_tools,
-    skopeo_copy,
     skopeo_delete,
 )
 from tests.support.waiting import eventually
 
-ADMIN = f"admin:{ADMIN_PASSWORD}"
+ADMIN = ADMIN_CREDS
 
 
 @pytest.fixture
@@ -35,8 +41,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 def registry(config: Config) -> Iterator[RegistryProcess]:
-    process = RegistryProcess(config.server.data_dir, config_file=config.path(Path("registry.yml")))
-    with process:
+    with registry_for(config) as process:
         yield process
 
 
@@ -44,13 +49,6 @@ def registry(config: Config) -> Iterator[RegistryProcess]:
 async def dockyard(config: Config, registry: RegistryProcess) -> AsyncIterator[Dockyard]:
     async with running_dockyard(config) as running:
         yield running
-
-
-async def push(layout: Path, tag: str, registry: RegistryProcess, ref: str, **options: Any) -> str:
-    # In a thread: the Dockyard under test shares this loop and answers skopeo's token requests.
-    return await asyncio.to_thread(
-        skopeo_copy, f"oci:{layout}:{tag}", f"docker://{registry.host}/{ref}", creds=ADMIN,
-        **options)
 
 
 async def found(dockyard: Dockyard, **params: str) -> list[dict[str, Any]]:

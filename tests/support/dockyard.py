@@ -1,16 +1,19 @@
 """Dockyard itself for tests: an initialised data directory and the app serving on a real port.
 
 The app runs in the test's own event loop (consumers included), listening on 127.0.0.1 so a
-real registry can deliver notifications to it.
+real registry can deliver notifications to it: ``registry_for`` runs the registry ``dockyard
+init`` configured, and ``push`` copies an image into it with skopeo as the admin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiohttp import web
@@ -18,11 +21,13 @@ from aiohttp import web
 from services.core.config import Config, load_config
 from services.provision import ADMIN_USER, initialise
 from services.server import build_app
-from tests.support.registry import free_port
+from tests.support.registry import RegistryProcess, free_port, skopeo_copy
 
-__all__ = ["ADMIN_PASSWORD", "Dockyard", "running_dockyard"]
+__all__ = ["ADMIN_CREDS", "ADMIN_PASSWORD", "Dockyard", "push", "registry_for",
+           "running_dockyard"]
 
 ADMIN_PASSWORD = "correct-horse-battery-staple"
+ADMIN_CREDS = f"{ADMIN_USER}:{ADMIN_PASSWORD}"  # skopeo's --creds
 
 
 @dataclass
@@ -71,3 +76,17 @@ async def running_dockyard(config: Config) -> AsyncIterator[Dockyard]:
             yield Dockyard(config, app, url, client)
         finally:
             await runner.cleanup()
+
+
+@contextmanager
+def registry_for(config: Config) -> Iterator[RegistryProcess]:
+    """The registry as ``dockyard init`` configured it in the data directory."""
+    with RegistryProcess(config.server.data_dir,
+                         config_file=config.path(Path("registry.yml"))) as process:
+        yield process
+
+
+async def push(layout: Path, tag: str, registry: RegistryProcess, ref: str, **options: Any) -> str:
+    """skopeo in a thread: Dockyard, on this loop, answers the registry's token requests."""
+    return await asyncio.to_thread(skopeo_copy, f"oci:{layout}:{tag}",
+                                   f"docker://{registry.host}/{ref}", creds=ADMIN_CREDS, **options)

@@ -27,7 +27,7 @@ from services.scanner.vulndb.adapters.sqlite import SqliteVulnStore
 from services.scanner.vulndb.importer import import_path
 from services.server import build_app
 from tests.scanner.vulndb.conftest import TESTDATA
-from tests.support.dockyard import ADMIN_PASSWORD, initialised
+from tests.support.dockyard import ADMIN_PASSWORD, initialised, registry_for
 from tests.support.images import build_oci_image, read_json_blob
 from tests.support.registry import (
     RegistryProcess,
@@ -85,8 +85,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 def registry(config: Config) -> Iterator[RegistryProcess]:
-    with RegistryProcess(config.server.data_dir,
-                         config_file=config.path(Path("registry.yml"))) as process:
+    with registry_for(config) as process:
         yield process
 
 
