@@ -7,10 +7,11 @@ queue behind the token endpoint's account writes.
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.auth.sessions import Session
 from services.core.sqlite import SqliteStore
+from services.core.times import from_micros, micros
 
 __all__ = ["SqliteSessionStore"]
 
@@ -32,21 +33,13 @@ MIGRATIONS = (
 )
 
 
-def _micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _moment(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
-
-
 class SqliteSessionStore(SqliteStore):
     migrations = MIGRATIONS
 
     async def create(self, id_hash: bytes, session: Session) -> None:
         row = (id_hash, session.user, session.method, session.csrf_token,
-               _micros(session.created_at), _micros(session.last_seen_at),
-               _micros(session.expires_at))
+               micros(session.created_at), micros(session.last_seen_at),
+               micros(session.expires_at))
         await self.db.write(lambda conn: conn.execute(
             "INSERT INTO sessions (id_hash, user, method, csrf_token, created_at, last_seen_at,"
             " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", row))
@@ -59,13 +52,14 @@ class SqliteSessionStore(SqliteStore):
             if row is None:
                 return None
             user, method, csrf, created, seen, expires = row
-            return Session(user, method, csrf, _moment(created), _moment(seen), _moment(expires))
+            return Session(user, method, csrf, from_micros(created), from_micros(seen),
+                           from_micros(expires))
 
         return await self.db.read(query)
 
     async def touch(self, id_hash: bytes, *, last_seen_at: datetime,
                     expires_at: datetime) -> None:
-        args = (_micros(last_seen_at), _micros(expires_at), id_hash)
+        args = (micros(last_seen_at), micros(expires_at), id_hash)
         await self.db.write(lambda conn: conn.execute(
             "UPDATE sessions SET last_seen_at = ?, expires_at = ? WHERE id_hash = ?", args))
 
@@ -79,7 +73,7 @@ class SqliteSessionStore(SqliteStore):
 
     async def prune(self, now: datetime) -> int:
         return await self.db.write(lambda conn: conn.execute(
-            "DELETE FROM sessions WHERE expires_at <= ?", (_micros(now),)).rowcount)
+            "DELETE FROM sessions WHERE expires_at <= ?", (micros(now),)).rowcount)
 
     async def set_stash(self, id_hash: bytes, stash: bytes) -> None:
         await self.db.write(lambda conn: conn.execute(

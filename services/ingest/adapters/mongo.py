@@ -44,8 +44,7 @@ from services.core.mongo import (
     record_of,
 )
 from services.core.reference import namespace_of
-from services.core.times import rfc3339
-from services.ingest.adapters.sqlite import from_micros, micros
+from services.core.times import from_micros, micros, rfc3339
 from services.ingest.models import (
     Activity,
     ActivityFilter,
@@ -497,7 +496,7 @@ def _activity(doc: dict[str, Any]) -> Activity:
     return Activity(
         id=doc["_id"], type=doc["type"], actor=doc["actor"], repository=doc["repository"],
         namespace=doc["namespace"], tag=doc["tag"], digest=doc["digest"],
-        time=datetime.fromtimestamp(doc["time_us"] / 1_000_000, UTC), address=doc["address"],
+        time=from_micros(doc["time_us"]), address=doc["address"],
         user_agent=doc["user_agent"], synthetic=bool(doc["synthetic"]), subject=doc["subject"],
         team=doc["team"], details=doc["details"], audience=doc["audience"],
     )

@@ -10,12 +10,11 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 from services.core.dump import Dumped
 from services.core.reference import namespace_of
 from services.core.sqlite import Database, SqliteStore, Table, insert_record, row_record
-from services.core.times import rfc3339
+from services.core.times import from_micros, micros, rfc3339
 from services.ingest.models import (
     Activity,
     ActivityFilter,
@@ -102,14 +101,6 @@ ACTIVITY_MIGRATIONS = (
     CREATE INDEX activities_type ON activities (type, time_us, seq);
     """,
 )
-
-
-def micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def from_micros(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
 def _iso(value: int | None) -> str | None:
@@ -506,7 +497,7 @@ def _activity(row: sqlite3.Row) -> Activity:
      synthetic, subject, team, details, audience) = row
     return Activity(
         id=id_, type=type_, actor=actor, repository=repository, namespace=namespace, tag=tag,
-        digest=digest, time=datetime.fromtimestamp(time_us / 1_000_000, UTC), address=address,
+        digest=digest, time=from_micros(time_us), address=address,
         user_agent=user_agent, synthetic=bool(synthetic), subject=subject, team=team,
         details=json.loads(details), audience=audience,
     )

@@ -25,8 +25,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.core.mongo import Document, MongoDatabase, in_transaction
 from services.core.reference import namespace_of
-from services.core.times import rfc3339
-from services.ingest.adapters.sqlite import from_micros, micros
+from services.core.times import from_micros, micros, rfc3339
 from services.ingest.models import (
     DeleteManifest,
     DeleteRepository,

@@ -22,7 +22,7 @@ from typing import Any
 
 from services.core.reference import namespace_of
 from services.core.sqlite import SqliteStore
-from services.ingest.adapters.sqlite import from_micros, micros
+from services.core.times import from_micros, micros
 from services.ingest.models import (
     DeleteManifest,
     DeleteRepository,
@@ -149,7 +149,6 @@ MIGRATIONS = (
     CREATE INDEX repositories_namespace ON repositories (namespace, name, short);
     """,
 )
-
 
 
 class SqliteSearchIndex(SqliteStore):

@@ -15,13 +15,14 @@ A batch of advisories is written in one transaction, as in SQLite.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.core.mongo import MongoDatabase, in_transaction
+from services.core.times import from_micros, micros
 from services.scanner.vulndb.adapters.sqlite import SEVERITIES, stored_ranges
 from services.scanner.vulndb.models import (
     Advisory,
@@ -32,14 +33,6 @@ from services.scanner.vulndb.models import (
 )
 
 __all__ = ["MongoVulnStore"]
-
-
-def _micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _moment(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
 
 
 class MongoVulnStore:
@@ -76,7 +69,7 @@ class MongoVulnStore:
                 updated += outcome == "updated"
                 unchanged += outcome == "unchanged"
             await self._log_changes(changed, session)
-            stamp = _micros(imported_at)
+            stamp = micros(imported_at)
             for ecosystem in seen:
                 await self._imports.update_one({"_id": ecosystem},
                                                {"$set": {"imported_at_us": stamp}},
@@ -89,7 +82,7 @@ class MongoVulnStore:
         self, advisory: Advisory, changed: set[PackageKey], session: AsyncClientSession
     ) -> str:
         ecosystems = set(advisory.ecosystems)
-        modified = _micros(advisory.modified)
+        modified = micros(advisory.modified)
         stored = await self._advisories.find_one({"_id": advisory.id}, session=session)
         if stored is not None:
             held = set(await self._affected.distinct(
@@ -161,8 +154,8 @@ class MongoVulnStore:
         async for doc in self._imports.find({}).sort("_id", ASCENDING):
             count, newest = counts.get(doc["_id"], (0, None))
             found.append(EcosystemStatus(doc["_id"], count,
-                                         None if newest is None else _moment(newest),
-                                         _moment(doc["imported_at_us"])))
+                                         None if newest is None else from_micros(newest),
+                                         from_micros(doc["imported_at_us"])))
         return found
 
     async def changed_since(self, position: int) -> tuple[frozenset[PackageKey], int]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 
 from services.core.sqlite import SqliteStore
+from services.core.times import from_micros, micros
 from services.scanner.models import Severity
 from services.scanner.vulndb.models import (
     Advisory,
@@ -68,14 +69,6 @@ MIGRATIONS = (
 )
 
 
-def _micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _moment(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
-
-
 def stored_ranges(entry: Affected) -> list[list[object]]:
     """``[[type, [[kind, version], …]], …]``: the shape both stores keep and matching reads."""
     return [[r.type, [[e.kind, e.version] for e in r.events]] for r in entry.ranges]
@@ -124,8 +117,8 @@ class SqliteVulnStore(SqliteStore):
                 EcosystemStatus(
                     ecosystem, counts.get(ecosystem, (0, None))[0],
                     None if (newest := counts.get(ecosystem, (0, None))[1]) is None
-                    else _moment(newest),
-                    _moment(imported),
+                    else from_micros(newest),
+                    from_micros(imported),
                 )
                 for ecosystem, imported in conn.execute(
                     "SELECT ecosystem, imported_at_us FROM imports ORDER BY ecosystem"
@@ -164,7 +157,7 @@ def _upsert(
     for advisory in advisories:
         ecosystems = advisory.ecosystems
         seen |= ecosystems
-        modified = _micros(advisory.modified)
+        modified = micros(advisory.modified)
         row = conn.execute(
             "SELECT modified_us FROM advisories WHERE id = ?", (advisory.id,)
         ).fetchone()
@@ -215,7 +208,7 @@ def _upsert(
     conn.executemany(
         "INSERT INTO changes (ecosystem, package) VALUES (?, ?)", sorted(changed)
     )
-    stamp = _micros(imported_at)
+    stamp = micros(imported_at)
     conn.executemany(
         "INSERT INTO imports (ecosystem, imported_at_us) VALUES (?, ?) ON CONFLICT (ecosystem)"
         " DO UPDATE SET imported_at_us = excluded.imported_at_us",
