@@ -44,27 +44,44 @@ class ManifestReader:
         self._child_sizes = child_sizes
         self._fetching = asyncio.Semaphore(FETCH_CONCURRENCY)
         self._described: OrderedDict[str, FetchedManifest] = OrderedDict()
+        # Reads under way: digest -> (the repository it is read from, the read).
+        self._reading: dict[str, tuple[str, asyncio.Task[FetchedManifest | None]]] = {}
 
     async def fetch(self, event: RegistryEvent) -> FetchedManifest | None:
         """The manifest ``plan`` needs for ``event``; None if it needs none or it is gone."""
         if not needs_manifest(event) or event.digest is None:
             return None
-        if (known := self._described.get(event.digest)) is not None:
-            self._described.move_to_end(event.digest)
+        digest, repository = event.digest, event.repository
+        if (known := self._described.get(digest)) is not None:
+            self._described.move_to_end(digest)
             return known
+        # One read per digest at a time. A batch often holds many events of one digest (a
+        # multi-arch push, a retag spree, one image pushed to many repositories), and each
+        # would miss the cache until the first read came back.
+        if (reading := self._reading.get(digest)) is None:
+            task = asyncio.create_task(self._read(repository, digest))
+            reading = self._reading[digest] = (repository, task)
+            task.add_done_callback(lambda _: self._reading.pop(digest, None))
+        read_from, task = reading
+        # shield: one batch being cancelled must not cancel the read other batches wait for.
+        fetched = await asyncio.shield(task)
+        if fetched is None and read_from != repository:
+            return await self._read(repository, digest)  # gone there, maybe not here
+        return fetched
+
+    async def _read(self, repository: str, digest: str) -> FetchedManifest | None:
         async with self._fetching:
             try:
-                manifest = await self._registry.get_manifest(event.repository, event.digest)
+                manifest = await self._registry.get_manifest(repository, digest)
             except ManifestNotFound:
                 log.info("manifest gone before it was read",
-                         extra={"repository": event.repository, "digest": event.digest})
+                         extra={"repository": repository, "digest": digest})
                 return None
             info = describe(manifest.media_type, manifest.body)
             sizes: dict[str, int | None] = {}
             if self._child_sizes:
                 for platform in info.platforms:
-                    sizes[platform.digest] = await self._child_size(event.repository,
-                                                                    platform.digest)
+                    sizes[platform.digest] = await self._child_size(repository, platform.digest)
         fetched = FetchedManifest(manifest.digest, info, sizes)
         if None not in sizes.values():
             self._described[manifest.digest] = fetched
