@@ -77,10 +77,10 @@ async def _receive_events(request: web.Request) -> web.Response:
         metrics.envelopes_rejected.labels("unauthorized").inc()
         raise ApiError(401, "unauthorized", "missing or wrong webhook secret in Authorization")
     limit = config.webhook.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    body = await _body_within(request, limit)
+    if body is None:
         metrics.envelopes_rejected.labels("body_too_large").inc()
         raise ApiError(413, "body_too_large", f"envelopes are limited to {limit} bytes")
-    body = await request.content.read(limit + 1)
     try:
         events = accept_envelope(body, request.headers.get("Content-Type"), max_body_bytes=limit)
     except NotificationError as exc:
@@ -97,6 +97,22 @@ async def _receive_events(request: web.Request) -> web.Response:
         raise ApiError(503, "log_unavailable", "the event log cannot take events now") from None
     metrics.events_appended.inc(len(records))
     return web.json_response({"accepted": len(records)})
+
+
+async def _body_within(request: web.Request, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it is known to exceed ``limit`` bytes.
+
+    A body can arrive in several pieces (TCP segments, chunked transfer encoding), and
+    ``StreamReader.read(n)`` returns only what has arrived so far: read to the end.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for piece in request.content.iter_any():
+        body += piece
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 @routes.get("/api/v1/repositories")

@@ -6,6 +6,7 @@ log's length before and after.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -135,3 +136,44 @@ async def test_metrics_count_received_appended_and_rejected(dockyard: Dockyard) 
     count = len(json.loads(envelope("v1-push.json"))["events"])
     assert f"dockyard_webhook_events_appended_total {float(count)}" in text
     assert 'dockyard_webhook_envelopes_rejected_total{code="malformed_json"} 1.0' in text
+
+
+@pytest.mark.parametrize("length_known", [True, False], ids=["content-length", "chunked"])
+async def test_a_body_that_arrives_in_pieces_is_read_whole(
+    dockyard: Dockyard, length_known: bool
+) -> None:
+    """Over a real network an envelope arrives in several TCP segments, and may be sent with
+    chunked transfer encoding: the webhook must wait for the whole body."""
+    body = envelope("v1-push.json")
+    pieces = [body[i:i + 200] for i in range(0, len(body), 200)]
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+            await asyncio.sleep(0.01)  # each piece reaches the server on its own
+
+    headers = dict(dockyard.webhook_headers)
+    if length_known:
+        headers["Content-Length"] = str(len(body))
+    response = await dockyard.client.post("/v2/webhooks/events", content=trickle(),
+                                          headers=headers)
+
+    assert len(pieces) > 3
+    assert response.status_code == 200, response.text
+    assert [e.id for e in await logged(dockyard)] == [e["id"] for e in json.loads(body)["events"]]
+
+
+async def test_an_oversized_chunked_body_is_refused(dockyard: Dockyard) -> None:
+    """Without a Content-Length the limit is enforced on the bytes as they arrive."""
+
+    async def too_much_whitespace() -> AsyncIterator[bytes]:
+        yield b'{"events": ['
+        for _ in range(10):
+            yield b" " * 1000  # 10 kB in all; this app's limit is 4096 bytes
+
+    response = await dockyard.client.post("/v2/webhooks/events", content=too_much_whitespace(),
+                                          headers=dockyard.webhook_headers)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert await logged(dockyard) == []
