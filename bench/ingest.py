@@ -308,7 +308,8 @@ def raw_loop(path: Path, synchronous: str, rows: list[tuple[str, bytes]], size: 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.executescript(MIGRATIONS[0])
+    for migration in MIGRATIONS:
+        conn.executescript(migration)
     batches = [rows[i:i + size] for i in range(0, len(rows), size)]
     started = time.perf_counter()
     for batch in batches:

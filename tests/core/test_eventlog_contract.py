@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from services.core.eventlog import EventLog, Record
 from services.core.eventlog.kafka import KafkaEventLog
-from services.core.eventlog.sqlite import SqliteEventLog
+from services.core.eventlog.sqlite import MIGRATIONS, SqliteEventLog
 from tests.support.kafka import TANSU_EVENT_LOG_OPTIONS
 
 Factory = Callable[[], Awaitable[EventLog]]
@@ -225,6 +226,36 @@ async def test_records_and_offsets_survive_reopening(tmp_path: Path) -> None:
     await second.open()
     assert await drain(second, "t", "g", commit=True) == [b"v1", b"v2"]
     await second.close()
+
+
+async def test_a_log_from_before_the_rowid_migration_keeps_records_and_positions(
+    tmp_path: Path,
+) -> None:
+    """A file written with the first schema (records WITHOUT ROWID) upgrades in place."""
+    path = tmp_path / "events.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(f"{MIGRATIONS[0]}\nPRAGMA user_version = 1;")
+        conn.executemany(
+            "INSERT INTO records (topic, offset, key, value, appended_at) VALUES (?, ?, ?, ?, 0)",
+            [("t", offset, "team/app", f"v{offset}".encode()) for offset in (3, 1, 2)],
+        )
+        conn.execute("INSERT INTO group_offsets (topic, grp, committed) VALUES ('t', 'g', 1)")
+    conn.close()
+
+    log = SqliteEventLog(path)
+    await log.open()
+    await log.append("t", [Record("team/app", b"v4")])
+    sub = await log.subscribe("t", "g")
+    delivered = await sub.fetch(timeout=1)
+    await sub.close()
+    await log.close()
+
+    assert [(r.offset, r.value) for r in delivered] == [(2, b"v2"), (3, b"v3"), (4, b"v4")]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert "WITHOUT ROWID" not in conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE name = 'records'").fetchone()[0]
+    conn.close()
 
 
 async def test_sqlite_notices_appends_from_another_process(tmp_path: Path) -> None:
