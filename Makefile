@@ -9,8 +9,10 @@ DATA    ?= data
 
 RUN_DEBS  := docker-registry
 TEST_DEBS := docker-registry skopeo slapd ldap-utils chromium
+# wrk: bench/ingest.py's load generator.
+BENCH_DEBS := $(TEST_DEBS) wrk
 
-.PHONY: run test lint bench clean debs-run debs-test screenshots
+.PHONY: run test lint bench clean debs-run debs-test debs-bench screenshots
 
 run: $(VENV)/.run debs-run
 	$(BIN)/dockyard up --data-dir $(DATA)
@@ -22,7 +24,7 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.test
+bench: $(VENV)/.test debs-bench
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/activity_feed.py
 	$(BIN)/python bench/push_to_visible.py
@@ -44,6 +46,8 @@ debs-run:
 	@scripts/apt-ensure $(RUN_DEBS)
 debs-test:
 	@scripts/apt-ensure $(TEST_DEBS)
+debs-bench:
+	@scripts/apt-ensure $(BENCH_DEBS)
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/apt-ensure python3-venv

@@ -13,7 +13,7 @@ What it measures
 
     Ingest: after a warm-up that also waits for the consumer groups to have joined and applied,
     ``--events`` manifest-push events in 10-event envelopes are posted to the webhook over
-    ``--concurrency`` keep-alive connections (bench/ingest.py's load generator): accepted
+    ``--concurrency`` keep-alive connections (the ``Webhook`` load generator below): accepted
     events/s, request p95, and how long after the last 2xx the catalog and activity groups had
     handled every event ("drained").
 
@@ -42,11 +42,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import httpx
 from harness import (
     ADMIN_PASSWORD,
@@ -60,7 +62,7 @@ from harness import (
     print_table,
     seed_repositories,
 )
-from ingest import Webhook, envelopes, repository_names, wait_for_consumers
+from ingest import envelopes, repository_names, wait_for_consumers
 
 from tests.support.kafka import TansuBroker, tansu_binary
 from tests.support.mongo import SecantusServer, secantus_available
@@ -83,6 +85,55 @@ class Result:
     @property
     def rate(self) -> float:
         return self.events / self.seconds
+
+
+@dataclass
+class Webhook:
+    """A Python load generator (aiohttp) that posts a fixed list of envelopes, each once.
+
+    Both backends get the same one, so its own CPU use does not tilt their comparison
+    (bench/ingest.py, which compares with a raw loop, uses wrk).
+    """
+
+    url: str
+    headers: dict[str, str]
+
+    async def load(
+        self,
+        warmup: list[bytes],
+        bodies: list[bytes],
+        concurrency: int,
+        measuring: Callable[[], None],
+    ) -> tuple[float, list[float]]:
+        """Post ``warmup`` then, timed, ``bodies``: the seconds taken and each request's latency.
+
+        ``measuring`` is called between the two, when the timed part starts.
+        """
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await self._post_all(session, warmup, concurrency)
+            measuring()
+            started = time.perf_counter()
+            latencies = await self._post_all(session, bodies, concurrency)
+            return time.perf_counter() - started, latencies
+
+    async def _post_all(
+        self, session: aiohttp.ClientSession, bodies: list[bytes], concurrency: int
+    ) -> list[float]:
+        latencies: list[float] = []
+        pending = iter(bodies)
+
+        async def worker() -> None:
+            for body in pending:  # the iterator is shared: each body is posted once
+                started = time.perf_counter()
+                async with session.post(self.url, data=body, headers=self.headers) as response:
+                    text = await response.text()
+                    if response.status != 200:
+                        raise RuntimeError(f"webhook answered {response.status}: {text[:300]}")
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies
 
 
 def main() -> None:
