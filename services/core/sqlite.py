@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 __all__ = ["Database", "SqliteStore", "Table", "insert_record", "row_record", "transaction"]
+
+log = logging.getLogger("dockyard.sqlite")
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
@@ -120,7 +123,12 @@ class Database:
         conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        # Upgrading a file that holds data can take a while (some migrations copy a table):
+        # say so. Creating a fresh one is not news.
+        level = logging.INFO if version else logging.DEBUG
         while version < len(self._migrations):
+            log.log(level, "migrating schema",
+                    extra={"path": str(self.path), "to_version": version + 1})
             try:
                 conn.executescript(f"BEGIN IMMEDIATE;\n{self._migrations[version]}\n"
                                    f"PRAGMA user_version = {version + 1};\nCOMMIT;")

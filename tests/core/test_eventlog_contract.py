@@ -229,9 +229,10 @@ async def test_records_and_offsets_survive_reopening(tmp_path: Path) -> None:
 
 
 async def test_a_log_from_before_the_rowid_migration_keeps_records_and_positions(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A file written with the first schema (records WITHOUT ROWID) upgrades in place."""
+    """A file written with the first schema (records WITHOUT ROWID) upgrades in place, and
+    the upgrade is logged (it copies the table)."""
     path = tmp_path / "events.db"
     with sqlite3.connect(path) as conn:
         conn.executescript(f"{MIGRATIONS[0]}\nPRAGMA user_version = 1;")
@@ -243,7 +244,8 @@ async def test_a_log_from_before_the_rowid_migration_keeps_records_and_positions
     conn.close()
 
     log = SqliteEventLog(path)
-    await log.open()
+    with caplog.at_level("INFO", logger="dockyard.sqlite"):
+        await log.open()
     await log.append("t", [Record("team/app", b"v4")])
     sub = await log.subscribe("t", "g")
     delivered = await sub.fetch(timeout=1)
@@ -251,6 +253,7 @@ async def test_a_log_from_before_the_rowid_migration_keeps_records_and_positions
     await log.close()
 
     assert [(r.offset, r.value) for r in delivered] == [(2, b"v2"), (3, b"v3"), (4, b"v4")]
+    assert [(r.message, r.to_version) for r in caplog.records] == [("migrating schema", 2)]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert "WITHOUT ROWID" not in conn.execute(
