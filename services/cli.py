@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import uvloop
 from aiohttp import web
@@ -195,8 +196,15 @@ def _registry_process(
         # run_app's main task: it is cancelled as soon as a SIGINT/SIGTERM reaches Dockyard.
         main = asyncio.current_task()
         process = await asyncio.create_subprocess_exec(
-            binary, "serve", str(config.path(config.registry.config))
+            binary, "serve", str(config.path(config.registry.config)),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            limit=REGISTRY_LINE_LIMIT,
         )
+        secret = config.webhook.secret.encode()
+        relays = [asyncio.create_task(_relay_redacted(source, sink, secret))
+                  for source, sink in ((process.stdout, sys.stdout.buffer),
+                                       (process.stderr, sys.stderr.buffer))
+                  if source is not None]
         log.info("registry started", extra={"pid": process.pid, "url": config.registry.url})
 
         async def watch() -> None:
@@ -214,6 +222,7 @@ def _registry_process(
 
         if not await _answers(process, config):
             exited.returncode = process.returncode
+            await asyncio.wait(relays, timeout=5)  # the log the message points at
             raise RegistryStartError(f"the registry exited with status {process.returncode}"
                                      " before answering (its log is above)")
         watcher = asyncio.create_task(watch())
@@ -226,12 +235,36 @@ def _registry_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+        await asyncio.wait(relays, timeout=5)
 
     return context
 
 
 # How long (in steps of 50 ms) a registry exit may precede the stop signal it came with.
 STOP_GRACE_STEPS = 20
+# The longest registry log line relayed whole; longer ones go through in pieces.
+REGISTRY_LINE_LIMIT = 1024 * 1024
+REDACTED = b"[webhook secret redacted]"
+
+
+async def _relay_redacted(source: asyncio.StreamReader, sink: BinaryIO, secret: bytes) -> None:
+    """Copy the registry's output to ours with the webhook secret blanked out.
+
+    Registry 2.8 logs each notification endpoint at start with its headers, and so the
+    ``Authorization`` header that carries the secret. Lines are relayed whole, so the secret
+    cannot be split between two reads.
+    """
+    while True:
+        try:
+            line = await source.readuntil(b"\n")
+        except asyncio.IncompleteReadError as end:
+            line = end.partial  # the output ended without a newline
+        except asyncio.LimitOverrunError as long:
+            line = await source.read(long.consumed)
+        if not line:
+            return
+        sink.write(line.replace(secret, REDACTED))
+        sink.flush()
 
 
 class RegistryStartError(Exception):

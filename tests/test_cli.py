@@ -340,6 +340,7 @@ class Up:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.registry_host = f"127.0.0.1:{self.registry_port}"
+        self.data_dir = data_dir
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -432,6 +433,12 @@ async def test_up_runs_registry_and_dockyard_and_ctrl_c_stops_both(
     assert gone(registry)
     assert not port_answers(up.registry_port)
     assert not port_answers(up.port)
+    # The registry's own log comes through, less the webhook secret it prints at start.
+    output = up.log()
+    secret = load_config(up.data_dir / "dockyard.toml", env={}).webhook.secret
+    assert "configuring endpoint dockyard" in output
+    assert "[webhook secret redacted]" in output
+    assert secret not in output
 
 
 @pytest.mark.registry
