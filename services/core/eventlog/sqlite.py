@@ -201,7 +201,6 @@ class _Append:
     done: asyncio.Future[None]
 
 
-
 def _insert_group(conn: sqlite3.Connection, *, group: list[_Append]) -> list[Exception | None]:
     """Insert every append of ``group``; one failure per append (None where it went in).
 
