@@ -148,8 +148,8 @@ class SqliteStore:
 
     migrations: ClassVar[Sequence[str]]
 
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, self.migrations)
+    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
+        self.db = Database(path, self.migrations, synchronous=synchronous)
 
     async def open(self) -> None:
         await self.db.open()

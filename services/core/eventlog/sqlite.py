@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from services.core.eventlog.ports import Delivered, Record
-from services.core.sqlite import Database, Synchronous, transaction
+from services.core.sqlite import SqliteStore, Synchronous, transaction
 
 __all__ = ["SqliteEventLog"]
 
@@ -69,24 +69,17 @@ CROSS_PROCESS_CHECK_SECONDS = 1.0
 DRAIN_TURN_SECONDS = 0.05
 
 
-class SqliteEventLog:
+class SqliteEventLog(SqliteStore):
+    migrations = MIGRATIONS
+
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
-        self._db = Database(path, MIGRATIONS, synchronous=synchronous)
+        super().__init__(path, synchronous=synchronous)
         self._appended: dict[str, asyncio.Event] = {}
         # Appends waiting for the writer thread, which swaps the list out: hence the lock.
         self._pending: list[_Append] = []
         self._pending_lock = threading.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._active_groups: set[tuple[str, str]] = set()
-
-    async def open(self) -> None:
-        await self._db.open()
-
-    async def close(self) -> None:
-        await self._db.close()
-
-    async def ping(self) -> None:
-        await self._db.ping()
 
     async def append(self, topic: str, records: Sequence[Record]) -> None:
         """Append atomically; concurrent appends share one transaction (group commit).
@@ -108,7 +101,7 @@ class SqliteEventLog:
 
     async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         while self._pending:
-            await self._db.on_writer(partial(self._drain, loop=loop))
+            await self.db.on_writer(partial(self._drain, loop=loop))
 
     def _drain(self, conn: sqlite3.Connection, *, loop: asyncio.AbstractEventLoop) -> None:
         """In the writer thread: commit waiting groups until none waits or the turn is up
@@ -153,7 +146,7 @@ class SqliteEventLog:
             ).fetchone()
             return int(row[0])
 
-        committed = await self._db.write(register)
+        committed = await self.db.write(register)
         self._active_groups.add((topic, group))
         return SqliteSubscription(self, topic, group, committed)
 
@@ -180,7 +173,7 @@ class SqliteEventLog:
             )
             return cursor.rowcount
 
-        removed = await self._db.write(delete)
+        removed = await self.db.write(delete)
         if removed:
             log.info("pruned consumed records", extra={"removed": removed})
         return removed
@@ -290,7 +283,7 @@ class SqliteSubscription:
         self.topic = topic
         self.group = group
         self._owner = owner
-        self._db = owner._db  # noqa: SLF001 - the subscription is part of the adapter
+        self._db = owner.db
         self._position = committed  # last offset handed out
         self._data_version = 0
 
