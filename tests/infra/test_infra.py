@@ -32,7 +32,7 @@ GATEWAY = INFRA / "gateway" / "nginx.conf"
 DOCKERFILE = INFRA / "Dockerfile"
 PORT = 5050
 # Every process answers these about itself; the gateway need not route them anywhere special.
-PER_PROCESS_ROUTES = {"/metrics", "/api/v1/health"}
+PER_PROCESS_ROUTES = {"/metrics", "/api/v1/health", "/api/v1/health/live"}
 # The registry posts notifications to the ingest service directly; they are not exposed.
 INTERNAL_ROUTES = {"/v2/webhooks/events"}
 # Variables the containers read that are not settings: the admin password for `init`/`user add`.
