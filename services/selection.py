@@ -6,8 +6,8 @@ takes service names, repeated or comma-separated:
 
 - ``ingest``            both parts (the default for every service when none is named);
 - ``ingest-api``        the routes only, e.g. webhook and read-API replicas behind a balancer;
-- ``ingest-consumers``  the consumer groups and jobs only (``/metrics`` and
-  ``/api/v1/health`` still answer, for probes and scraping).
+- ``ingest-consumers``  the consumer groups and jobs only (``/metrics`` and the health
+  probes still answer, for probes and scraping: services/operations.py).
 
 A service that another one reads through (``NEEDS``, e.g. every service authenticates callers
 through auth's module) is opened in the same process with neither part: its stores and module

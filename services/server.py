@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from services import operations
 from services.auth import app as auth_app
 from services.core.config import Config
-from services.core.http import error_middleware, json_response
+from services.core.http import error_middleware
 from services.core.metrics import Metrics
 from services.core.priority import Priority
 from services.core.web import (
@@ -59,16 +60,15 @@ def build_app(config: Config, services: Iterable[str] | None = None) -> web.Appl
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
-    app[HEALTH] = HealthChecks()
+    app[HEALTH] = HealthChecks(config.metrics.health_cache_seconds)
     app[CONSUMERS] = []
     app[JOBS] = []
     app[PRIORITY] = Priority()
     app.cleanup_ctx.append(shared_resources_ctx)
     for name, parts in parts_of.items():
         _install(app, SERVICES[name], parts)
+    operations.setup(app)
     app.cleanup_ctx.append(consumers_ctx)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/api/v1/health", _health)
     return app
 
 
@@ -142,24 +142,3 @@ async def _generator_context(generator: AsyncIterator[None]) -> AsyncIterator[No
     yield
     with contextlib.suppress(StopAsyncIteration):
         await anext(generator)
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(
-        body=request.app[METRICS].render(),
-        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
-    )
-
-
-async def _health(request: web.Request) -> web.Response:
-    checks = {}
-    for name, check in request.app[HEALTH].checks.items():
-        try:
-            await check()
-        except Exception as exc:  # noqa: BLE001 - any failure is reported, none is fatal
-            checks[name] = {"ok": False, "error": type(exc).__name__}
-        else:
-            checks[name] = {"ok": True}
-    healthy = all(c["ok"] for c in checks.values())
-    return json_response({"status": "ok" if healthy else "degraded", "checks": checks},
-                         200 if healthy else 503)

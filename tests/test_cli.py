@@ -443,7 +443,7 @@ async def test_up_runs_registry_and_dockyard_and_ctrl_c_stops_both(
 
 @pytest.mark.registry
 async def test_up_stops_the_registry_when_only_dockyard_is_told_to_stop(up: Up) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": admin_auth()}) as client:
         await up.healthy(client)
     registry = up.registry_pid()
     up.process.send_signal(signal.SIGTERM)  # `kill PID`, as a supervisor does

@@ -6,20 +6,26 @@ its consumers registered) and looked at before any consumer runs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 
+from services.auth.access import IDENTITY
+from services.auth.policy import Principal
 from services.core.config import Config
-from services.core.web import CONSUMERS, JOBS
+from services.core.web import CONSUMERS, HEALTH, JOBS
 from services.ingest.api import CATALOG_STORE
 from services.server import build_app
-from tests.support.dockyard import initialised
+from tests.support.dockyard import Dockyard, initialised, running_dockyard
+from tests.support.registry import free_port
 
-PER_PROCESS = {"/metrics", "/api/v1/health"}
+PER_PROCESS = {"/metrics", "/api/v1/health", "/api/v1/health/live"}
+ADMIN = Principal("admin", "user", admin=True, credential="password")
 
 
 @pytest.fixture
@@ -95,3 +101,110 @@ async def test_all_in_one_runs_every_route_group_and_job(config: Config) -> None
         assert {"/v2/token", "/v2/webhooks/events", "/"} <= paths(app)
         assert {"catalog", "activity"} <= {group for group, _ in groups(app)}
         assert "sync" in jobs(app)
+
+
+# --- what every process answers about itself (services/operations.py) -------------------------
+
+METRICS_TOKEN = "a-scraper-token-of-32-characters"
+
+
+class Counted:
+    """A readiness check that counts how often it runs."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def __call__(self) -> None:
+        self.runs += 1
+
+
+@asynccontextmanager
+async def serving(config: Config) -> AsyncIterator[tuple[Dockyard, Counted, str]]:
+    """Dockyard with a counted check, and an application token of otto, who is no admin."""
+    async with running_dockyard(config) as dockyard:
+        counted = Counted()
+        dockyard.app[HEALTH].add("counted", counted)
+        identity = dockyard.app[IDENTITY]
+        await identity.create_user(ADMIN, "otto", email="", password="a-good-password")
+        _, otto = await identity.create_token(ADMIN, "otto", "tests")
+        yield dockyard, counted, otto
+
+
+async def test_liveness_answers_anyone_and_probes_nothing(config: Config) -> None:
+    async with serving(config) as (dockyard, counted, _), httpx.AsyncClient(
+            base_url=dockyard.url) as anonymous:
+        response = await anonymous.get("/api/v1/health/live")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        assert counted.runs == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/health", "/metrics"])
+async def test_readiness_and_metrics_need_an_admin_or_the_metrics_token(
+    tmp_path: Path, path: str
+) -> None:
+    config = await asyncio.to_thread(initialised, tmp_path / "data", "http://127.0.0.1:9",
+                                     metrics_token=METRICS_TOKEN)
+    async with serving(config) as (dockyard, counted, otto), httpx.AsyncClient(
+            base_url=dockyard.url) as anonymous:
+        refused = {
+            None: 401,
+            f"Bearer {otto}": 403,  # a signed-in user who is no admin
+            f"Bearer {METRICS_TOKEN[:-1]}x": 401,
+            f"Basic {METRICS_TOKEN}": 401,
+        }
+        for authorization, status in refused.items():
+            headers = {"Authorization": authorization} if authorization else {}
+            response = await anonymous.get(path, headers=headers)
+            assert response.status_code == status, (authorization, response.text)
+            assert "error" in response.json()
+        assert counted.runs == 0
+        # Nothing listens at the registry URL: readiness is 503, and says so.
+        allowed = 503 if path == "/api/v1/health" else 200
+        as_scraper = await anonymous.get(path, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert as_scraper.status_code == allowed
+        assert (await dockyard.client.get(path)).status_code == allowed  # the admin
+
+
+async def test_without_a_metrics_token_only_admins_read_metrics(config: Config) -> None:
+    async with serving(config) as (dockyard, _, _), httpx.AsyncClient(
+            base_url=dockyard.url) as anonymous:
+        assert (await anonymous.get("/metrics")).status_code == 401
+        assert (await dockyard.client.get("/metrics")).status_code == 200
+
+
+async def test_readiness_probes_each_dependency_once_per_interval(tmp_path: Path) -> None:
+    config = await asyncio.to_thread(initialised, tmp_path / "data", "http://127.0.0.1:9",
+                                     metrics_token=METRICS_TOKEN,
+                                     metrics_health_cache_seconds="1")
+    scraper = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    async with serving(config) as (dockyard, counted, _):
+        answers = await asyncio.gather(*(dockyard.client.get("/api/v1/health", headers=scraper)
+                                         for _ in range(20)))
+        assert {answer.json()["checks"]["counted"]["ok"] for answer in answers} == {True}
+        assert counted.runs == 1
+        await asyncio.sleep(1.1)
+        await dockyard.client.get("/api/v1/health", headers=scraper)
+        assert counted.runs == 2  # one more interval, one more round
+
+
+async def test_the_metrics_listener_serves_probes_and_metrics_to_anyone_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    config = await asyncio.to_thread(initialised, tmp_path / "data", "http://127.0.0.1:9",
+                                     metrics_listen=listen)
+    async with serving(config) as (dockyard, _, _), httpx.AsyncClient() as anyone:
+        listener = f"http://{listen}"
+        assert (await anyone.get(f"{listener}/api/v1/health/live")).json() == {"status": "ok"}
+        ready = await anyone.get(f"{listener}/api/v1/health")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["registry"]["ok"] is False
+        assert ready.json()["checks"]["counted"] == {"ok": True}
+        metrics = await anyone.get(f"{listener}/metrics")
+        assert metrics.status_code == 200
+        assert "dockyard_webhook_events_appended_total" in metrics.text
+        for path in ("/api/v1/tags", "/v2/token", "/"):
+            assert (await anyone.get(f"{listener}{path}")).status_code == 404, path
+        # The main listener still asks for credentials.
+        assert (await anyone.get(f"{dockyard.url}/metrics")).status_code == 401

@@ -23,6 +23,10 @@ ENV_PREFIX = "DOCKYARD_"
 ENV_ALIASES = {"DOCKYARD_BUS": ("eventlog", "backend"), "DOCKYARD_STORE": ("store", "backend")}
 
 
+# Shared secrets (the webhook's, the metrics token) are at least this long.
+MIN_SECRET_LENGTH = 16
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and the problem."""
 
@@ -31,18 +35,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ServerConfig(_Section):
-    listen: str = "127.0.0.1:5050"
-    external_url: str = "http://127.0.0.1:5050"
-    data_dir: Path = Path()
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
-            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:5050")
-        return value
+class _Listening(_Section):
+    listen: str
 
     @property
     def host(self) -> str:
@@ -53,6 +47,24 @@ class ServerConfig(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class ServerConfig(_Listening):
+    listen: str = "127.0.0.1:5050"
+    external_url: str = "http://127.0.0.1:5050"
+    data_dir: Path = Path()
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        return _listen_address(value)
+
+
+def _listen_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:5050")
+    return value
+
+
 class RegistryConfig(_Section):
     url: str = "http://127.0.0.1:5000"
     config: Path = Path("registry.yml")
@@ -61,7 +73,7 @@ class RegistryConfig(_Section):
 
 
 class WebhookConfig(_Section):
-    secret: str = Field(min_length=16)
+    secret: str = Field(min_length=MIN_SECRET_LENGTH)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
 
@@ -288,6 +300,35 @@ class HarborConfig(_Section):
     timeout_seconds: float = Field(default=600, gt=0)  # a scan's wait for its report
 
 
+class MetricsConfig(_Listening):
+    """Who reads ``/metrics`` and the readiness details (``/api/v1/health``).
+
+    On the main listener both need an administrator's credentials or this token; nobody
+    anonymous reads them. ``listen`` adds a listener that serves them, with liveness, to
+    whoever reaches it and nothing else: for Prometheus and the kubelet, on an address the
+    public network does not reach.
+    """
+
+    # ``Authorization: Bearer <token>`` for a scraper (compared in constant time); empty: none.
+    token: SecretStr = SecretStr("")
+    # HOST:PORT of the separate listener; empty: none.
+    listen: str = ""
+    # Readiness results are reused this long, so probes and scrapes never hammer a directory.
+    health_cache_seconds: float = Field(default=5, ge=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        return value and _listen_address(value)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"expected at least {MIN_SECRET_LENGTH} characters (or none)")
+        return value
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -312,6 +353,7 @@ class Config(_Section):
     scanner: ScannerConfig = ScannerConfig()
     clair: ClairConfig = ClairConfig()
     harbor: HarborConfig = HarborConfig()
+    metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
 
     def path(self, relative: Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ __all__ = [
     "PRIORITY",
     "REGISTRY",
     "SERVICE_TOKENS",
+    "CheckResult",
     "HealthChecks",
     "Job",
     "consumers_ctx",
@@ -46,14 +48,41 @@ log = logging.getLogger("dockyard.server")
 HealthCheck = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    ok: bool
+    error: str = ""  # the exception's type name: what failed, never its message
+
+
 @dataclass
 class HealthChecks:
-    """Named probes; each raises when what it checks cannot be reached."""
+    """Named probes; each raises when what it checks cannot be reached.
 
+    ``run`` reuses its last results for ``cache_seconds`` and callers that arrive while the
+    probes run wait for those results: however often readiness is asked, the directory, the
+    stores and the registry see one round of probes per interval.
+    """
+
+    cache_seconds: float = 5
     checks: dict[str, HealthCheck] = field(default_factory=dict)
+    _last: tuple[float, dict[str, CheckResult]] | None = field(default=None, init=False)
+    _running: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def add(self, name: str, check: HealthCheck) -> None:
         self.checks[name] = check
+
+    async def run(self) -> dict[str, CheckResult]:
+        async with self._running:
+            if self._last is not None and time.monotonic() < self._last[0] + self.cache_seconds:
+                return self._last[1]
+            names = sorted(self.checks)
+            outcomes = await asyncio.gather(*(self.checks[name]() for name in names),
+                                            return_exceptions=True)
+            results = {name: CheckResult(ok=False, error=type(outcome).__name__)
+                       if isinstance(outcome, BaseException) else CheckResult(ok=True)
+                       for name, outcome in zip(names, outcomes, strict=True)}
+            self._last = (time.monotonic(), results)
+            return results
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,8 @@ def test_an_environment_value_alone_can_supply_a_required_key(tmp_path: Path) ->
         (MINIMAL + '[server]\nlisten = "5050"\n', {}, "server.listen:"),
         (MINIMAL + '[log]\nlevel = "chatty"\n', {}, "log.level:"),
         ('[webhook]\nsecret = "short"\n', {}, "webhook.secret:"),
+        (MINIMAL, {"DOCKYARD_METRICS_TOKEN": "short"}, "metrics.token:"),
+        (MINIMAL, {"DOCKYARD_METRICS_LISTEN": "9102"}, "metrics.listen:"),
         ("", {}, "webhook: Field required"),
     ],
 )

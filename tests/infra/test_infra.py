@@ -31,8 +31,9 @@ COMPOSE = INFRA / "compose.yaml"
 GATEWAY = INFRA / "gateway" / "nginx.conf"
 DOCKERFILE = INFRA / "Dockerfile"
 PORT = 5050
+METRICS_PORT = 9102  # the metrics listener: readiness and /metrics for probes and Prometheus
 # Every process answers these about itself; the gateway need not route them anywhere special.
-PER_PROCESS_ROUTES = {"/metrics", "/api/v1/health"}
+PER_PROCESS_ROUTES = {"/metrics", "/api/v1/health", "/api/v1/health/live"}
 # The registry posts notifications to the ingest service directly; they are not exposed.
 INTERNAL_ROUTES = {"/v2/webhooks/events"}
 # Variables the containers read that are not settings: the admin password for `init`/`user add`.
@@ -176,10 +177,36 @@ def test_each_deployment_runs_a_service_dockyard_knows(service: str) -> None:
     _skip_unless_registered(service)
     assert plan([service])
     (container,) = deployments()[service]["spec"]["template"]["spec"]["containers"]
-    assert [p["containerPort"] for p in container["ports"]] == [PORT]
+    assert [p["containerPort"] for p in container["ports"]] == [PORT, METRICS_PORT]
     assert container["envFrom"][0] == {"configMapRef": {"name": "dockyard-env"}}
     variables = {e["name"]: e["value"] for e in container.get("env", [])}
     check_settings(variables, f"k8s Deployment {service}")
+
+
+def test_probes_and_scrapes_go_where_no_credentials_are_needed() -> None:
+    """Liveness on the main port probes nothing; readiness and /metrics answer without
+    credentials only on the metrics listener (services/operations.py), which only Prometheus
+    and the kubelet reach."""
+    lines = (K8S / "dockyard.env").read_text().splitlines()
+    variables = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert variables["DOCKYARD_METRICS_LISTEN"].endswith(f":{METRICS_PORT}")
+    for service, deployment in deployments().items():
+        template = deployment["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        live, ready = (container[probe]["httpGet"] for probe in ("livenessProbe", "readinessProbe"))
+        assert (live["path"], ports[live["port"]]) == ("/api/v1/health/live", PORT), service
+        assert (ready["path"], ports[ready["port"]]) == ("/api/v1/health", METRICS_PORT), service
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(METRICS_PORT), service
+    (policy,) = [doc for _, doc in manifests() if doc["kind"] == "NetworkPolicy"]
+    assert [[p["port"] for p in rule["ports"]] for rule in policy["spec"]["ingress"]] == [
+        ["http"], ["metrics"]]
+    assert "from" not in policy["spec"]["ingress"][0]
+    environment = compose()["x-dockyard"]["environment"]
+    assert environment["DOCKYARD_METRICS_LISTEN"].endswith(f":{METRICS_PORT}")
+    healthcheck = " ".join(compose()["x-dockyard"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{METRICS_PORT}/api/v1/health'" in healthcheck
 
 
 def test_every_service_has_a_compose_container_and_a_deployment() -> None:

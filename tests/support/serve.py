@@ -55,7 +55,7 @@ class ServeProcess:
             )
 
     async def ready(self, timeout: float = 30.0) -> None:
-        """Wait until ``/metrics`` answers; fail with the log if the process exited."""
+        """Wait until liveness answers; fail with the log if the process exited."""
 
         async def answers() -> bool:
             assert self.process is not None
@@ -64,7 +64,7 @@ class ServeProcess:
                                      f"{self.log_tail()}")
             try:
                 async with httpx.AsyncClient(timeout=1) as client:
-                    return (await client.get(f"{self.url}/metrics")).status_code == 200
+                    return (await client.get(f"{self.url}/api/v1/health/live")).status_code == 200
             except httpx.TransportError:
                 return False
 
