@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -67,7 +68,9 @@ class DockyardServer:
         self.config = config
         self.url = f"http://{config.server.listen}"
         self.log_path = config.server.data_dir / "dockyard.log"
-        self._env = {**os.environ, **(env or {})}
+        # /metrics answers only an admin or the metrics token; the benchmarks read it by token.
+        self._metrics_token = secrets.token_urlsafe(24)
+        self._env = {**os.environ, "DOCKYARD_METRICS_TOKEN": self._metrics_token, **(env or {})}
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -116,7 +119,9 @@ class DockyardServer:
 
     def metrics(self) -> dict[str, float]:
         """``/metrics`` as ``{'name{labels}': value}``."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        response = httpx.get(f"{self.url}/metrics", timeout=10,
+                             headers={"Authorization": f"Bearer {self._metrics_token}"})
+        text = response.raise_for_status().text
         found = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):
