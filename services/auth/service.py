@@ -69,7 +69,8 @@ class LoginOutcome:
     username: str
     success: bool
     reason: str
-    # Set when this failure locked the account (until then): the moment to act on a lockout.
+    # Set when this failure locked the account, or the name without one, until then: the
+    # moment to act on a lockout.
     locked_until: datetime | None = None
 
 
@@ -254,7 +255,9 @@ class Authenticator:
         if verified is None:
             await self._failed(username, user, reserved)
         self._give_back(attempt, slot)
-        await self._set_login_state(username, user, LoginState(), expected=None)
+        # A success resets the count, whatever concurrent attempts made of it meanwhile.
+        if not await self._set_login_state(username, user, LoginState(), expected=reserved):
+            await self._set_login_state(username, user, LoginState(), expected=None)
         # After the password: the refusal must not tell which accounts are local.
         self._check_local_login(verified, password_hash)
         if not verified.enabled:
