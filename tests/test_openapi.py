@@ -199,6 +199,7 @@ async def seed_identity(dockyard: Dockyard) -> None:
     await identity.create_token(ADMIN, "alice", "ci")
     await identity.create_token(ADMIN, "alice", "old")
     await identity.revoke_token(ADMIN, "alice", "old")
+    await identity.unlock(ADMIN, "bob")
     # Sign-ins: the admin client's own requests verify a password; these fail, one of them
     # with an empty username, which the activity schema allows for failed logins only.
     for username in ("alice", ""):

@@ -16,7 +16,7 @@ import pytest
 
 from services.auth.app import open_auth_store
 from services.auth.directory_app import open_directory_store
-from services.auth.models import AppToken, ExternalAccount, Namespace, Team, User
+from services.auth.models import AppToken, ExternalAccount, LoginState, Namespace, Team, User
 from services.core.config import Config
 from services.core.errors import Conflict, Invalid
 from services.ingest.app import open_stores
@@ -59,8 +59,8 @@ async def fill(config: Config) -> None:
         await auth.create_user(User("admin", "admin@x", admin=True, enabled=True), "hash-a")
         await auth.create_user(User("carl", "carl@x", admin=False, enabled=False), "hash-c")
         await auth.create_user(User("robot", "", admin=False, enabled=True, kind="bot"), None)
-        await auth.record_login("carl", success=False, max_failures=1,
-                                lock_until=T0 + timedelta(minutes=10))
+        await auth.set_login_state("carl", LoginState(1, T0 + timedelta(minutes=10)),
+                                   expected=None)
         await auth.create_team(Team("devs", "the developers"), "admin")
         await auth.set_member("devs", "carl", "contributor")
         await auth.set_member("devs", "robot", "viewer")

@@ -20,6 +20,7 @@ __all__ = [
     "AUTHORITY",
     "IDENTITY",
     "caller",
+    "client_address",
     "readable_namespaces",
     "require_admin",
     "require_user",
@@ -40,10 +41,18 @@ async def caller(request: web.Request) -> Principal:
     """
     if _PRINCIPAL in request:
         return request[_PRINCIPAL]
-    found = await request.app[AUTHENTICATOR].from_header(request.headers.get("Authorization"))
+    found = await request.app[AUTHENTICATOR].from_header(request.headers.get("Authorization"),
+                                                         source=client_address(request))
     principal = found or ANONYMOUS
     request[_PRINCIPAL] = principal
     return principal
+
+
+def client_address(request: web.Request) -> str:
+    """The address sign-in failures and token requests are counted by: the peer's, as the
+    server sees it. Dockyard has no trusted-proxy setting, so it believes no
+    ``X-Forwarded-For``; behind a proxy, every client is the proxy's address."""
+    return request.remote or ""
 
 
 async def require_user(request: web.Request) -> Principal:

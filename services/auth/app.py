@@ -20,6 +20,7 @@ from services.auth.directory_api import routes as directory_routes
 from services.auth.directory_app import DIRECTORY, DirectoryParts, directory_ctx, open_directory
 from services.auth.identity import IdentityService, Permissions
 from services.auth.keys import Keyring
+from services.auth.lockout import LockoutPolicy
 from services.auth.policy import Policy
 from services.auth.ports import AuthStore
 from services.auth.service import Authenticator, LoginOutcome, LoginPolicy
@@ -102,8 +103,12 @@ async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
                           push_policy=settings.push_policy),
         ), cache)
         authenticator = Authenticator(store, LoginPolicy(
-            max_failures=settings.max_failed_logins,
-            lock_seconds=settings.lockout_seconds,
+            lockout=LockoutPolicy(
+                max_failures=settings.max_failed_logins,
+                lock_seconds=settings.lockout_seconds,
+                max_lock_seconds=settings.lockout_max_seconds,
+                address_failures=settings.max_failed_logins_per_address,
+            ),
             cache_seconds=settings.credential_cache_seconds,
             local_login=settings.local_login,
         ), on_login=on_login, cache=cache, directory=directory.ldap)

@@ -31,6 +31,7 @@ IDENTITY_EVENT_TYPES = (
     "user.change_email",
     "user.login",
     "user.login_failed",
+    "user.unlock",
     "bot.create",
     "team.create",
     "team.add_member",

@@ -47,6 +47,15 @@ def add_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
              _user_disable).add_argument("name", metavar="NAME")
     _command(user, "enable", "enable a disabled account",
              _user_enable).add_argument("name", metavar="NAME")
+    # Break-glass: these need no password, so no lockout or address throttle stops them.
+    _command(user, "unlock", "end an account's lockout after failed sign-ins",
+             _user_unlock).add_argument("name", metavar="NAME")
+    passwd = _command(user, "passwd", "set an account's password, and end its lockout",
+                      _user_passwd)
+    passwd.add_argument("name", metavar="NAME")
+    passwd.add_argument("--password-stdin", action="store_true", required=True,
+                        help="read the password from standard input (one trailing newline"
+                        " dropped)")
 
     team = _group(commands, "team", "teams and their members")
     add = _command(team, "add", "add a team", _team_add)
@@ -96,9 +105,8 @@ def add_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 async def _user_add(identity: IdentityService, args: argparse.Namespace) -> list[str]:
-    password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
-    user = await identity.create_user(OPERATOR, args.name, email=args.email, password=password,
-                                      admin=args.admin)
+    user = await identity.create_user(OPERATOR, args.name, email=args.email,
+                                      password=_read_password(), admin=args.admin)
     return [f"added {'administrator' if user.admin else 'user'} {user.name} <{user.email}>"]
 
 
@@ -110,6 +118,17 @@ async def _user_disable(identity: IdentityService, args: argparse.Namespace) -> 
 async def _user_enable(identity: IdentityService, args: argparse.Namespace) -> list[str]:
     await identity.set_enabled(OPERATOR, args.name, enabled=True)
     return [f"enabled {args.name}"]
+
+
+async def _user_unlock(identity: IdentityService, args: argparse.Namespace) -> list[str]:
+    await identity.unlock(OPERATOR, args.name)
+    return [f"unlocked {args.name}: its password works again"]
+
+
+async def _user_passwd(identity: IdentityService, args: argparse.Namespace) -> list[str]:
+    await identity.change_password(OPERATOR, args.name, _read_password())
+    await identity.unlock(OPERATOR, args.name)
+    return [f"set the password of {args.name}; its refresh tokens are revoked"]
 
 
 async def _team_add(identity: IdentityService, args: argparse.Namespace) -> list[str]:
@@ -148,6 +167,10 @@ async def _bot_add(identity: IdentityService, args: argparse.Namespace) -> list[
     await identity.create_bot(OPERATOR, args.name, team=args.team, role=args.role)
     return [f"added bot {args.name}, {args.role} of {args.team}",
             f"give it a token with: dockyard token create {args.name} --label LABEL"]
+
+
+def _read_password() -> str:
+    return sys.stdin.read().removesuffix("\n").removesuffix("\r")
 
 
 # --- keys ------------------------------------------------------------------------------------

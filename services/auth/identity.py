@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.auth.audit import Audit
-from services.auth.models import AccountKind, AppToken, Member, Namespace, Team, User
+from services.auth.models import (
+    AccountKind,
+    AppToken,
+    LoginState,
+    Member,
+    Namespace,
+    Team,
+    User,
+)
 from services.auth.passwords import hash_password
 from services.auth.policy import Principal, Role, Visibility
 from services.auth.ports import AuthStore
@@ -119,6 +127,16 @@ class IdentityService:
             name, password_hash=await asyncio.to_thread(hash_password, password))
         await self.store.revoke_refresh_tokens(name)
         await self._audit.record("user.change_password", actor.name, subject=name)
+
+    async def unlock(self, actor: Principal, name: str) -> User:
+        """End an account's lockout and forget its failed passwords (services/auth/lockout.py):
+        the break-glass for an administrator locked out by guessers (``dockyard user
+        unlock``)."""
+        _require_admin(actor)
+        if not await self.store.set_login_state(name, LoginState(), expected=None):
+            raise NotFound("user_not_found", f"no account named {name!r}")
+        await self._audit.record("user.unlock", actor.name, subject=name)
+        return await self._user(name)
 
     async def update_user(
         self,

@@ -12,6 +12,7 @@ __all__ = [
     "AccountKind",
     "AppToken",
     "ExternalAccount",
+    "LoginState",
     "Member",
     "Namespace",
     "NamespaceKind",
@@ -33,6 +34,19 @@ class User:
     enabled: bool
     kind: AccountKind = "user"
     failed_logins: int = 0
+    locked_until: datetime | None = None
+
+    @property
+    def login_state(self) -> LoginState:
+        return LoginState(self.failed_logins, self.locked_until)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginState:
+    """An account's password failures in a row (each attempt counts until it succeeds) and
+    the lock they earned (services/auth/lockout.py)."""
+
+    failures: int = 0
     locked_until: datetime | None = None
 
 

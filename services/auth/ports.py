@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from services.auth.models import AppToken, ExternalAccount, Member, Namespace, Team, User
+from services.auth.models import (
+    AppToken,
+    ExternalAccount,
+    LoginState,
+    Member,
+    Namespace,
+    Team,
+    User,
+)
 from services.auth.policy import Role, Visibility
 from services.core.dump import Dumped, RecordSpec
 
@@ -72,10 +80,12 @@ class AuthStore(Protocol):
         """Raises NotFound."""
         ...
 
-    async def record_login(
-        self, name: str, *, success: bool, max_failures: int, lock_until: datetime
-    ) -> User | None:
-        """Reset the failure count, or count a failure and lock at ``max_failures``."""
+    async def set_login_state(
+        self, name: str, state: LoginState, *, expected: LoginState | None
+    ) -> bool:
+        """Set the account's failure count and lock in one atomic write; with ``expected``,
+        only if they are still that (compare-and-set: services/auth/lockout.py decides, the
+        store only persists). False if nothing was set: they changed, or no such account."""
         ...
 
     # teams ---------------------------------------------------------------------------------

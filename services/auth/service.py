@@ -6,7 +6,12 @@ a single indexed read. Passwords are argon2id hashes; a successful verification 
 for ``[auth] credential_cache_seconds`` under an HMAC of the credentials and the current hash
 (never the password), so the docker CLI's Basic credentials on every token request do not cost
 an argon2 verification each time. A password change changes the hash and so misses the cache;
-disabled and locked accounts are checked before the cache.
+disabled and locked accounts are checked before the cache. Concurrent misses for the same
+credentials share one verification (single-flight), so a client whose connections all find the
+cached credential expired at once costs one argon2 verification, and one ``user.login``.
+
+Every verification is taken from the lockout's budgets first (services/auth/lockout.py): the
+client address's and the account's, so parallel guesses cannot outrun the count.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, Protocol
 
 from services.auth.cache import ReadCache
-from services.auth.models import User
+from services.auth.lockout import AddressThrottle, LockoutPolicy, StrangerStates
+from services.auth.models import LoginState, User
 from services.auth.passwords import verify_password
 from services.auth.policy import Credential, Principal
 from services.auth.ports import AuthStore
@@ -50,8 +56,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Dockyard", charset="UTF-8"'}
 
 @dataclass(frozen=True, slots=True)
 class LoginPolicy:
-    max_failures: int = 10
-    lock_seconds: float = 600
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     cache_seconds: float = 60
     # False: only admins sign in with a Dockyard password ([auth] local_login).
     local_login: bool = True
@@ -64,6 +69,9 @@ class LoginOutcome:
     username: str
     success: bool
     reason: str
+    # Set when this failure locked the account, or the name without one, until then: the
+    # moment to act on a lockout.
+    locked_until: datetime | None = None
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -117,14 +125,23 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         # account name → (fingerprint of the credentials verified, when that stops counting)
         self._verified: dict[str, tuple[bytes, float]] = {}
+        # fingerprint → the verification running for those credentials (single-flight)
+        self._flights: dict[bytes, asyncio.Future[User]] = {}
+        self._lockout = policy.lockout
+        self._throttle = AddressThrottle(policy.lockout.address_failures)
+        self._strangers = StrangerStates()
 
-    async def authenticate(self, username: str, secret: str) -> Principal:
-        """The principal these credentials prove, or Unauthorized saying what is wrong."""
+    async def authenticate(self, username: str, secret: str, *, source: str | None = None
+                           ) -> Principal:
+        """The principal these credentials prove, or Unauthorized saying what is wrong.
+        ``source``: the client's address, whose failed passwords are throttled (None: none
+        to throttle); TooManyRequests once it has failed too often."""
         if secret.startswith(APP_TOKEN_PREFIX):
             return await self._by_app_token(username, secret)
-        return await self._by_password(username, secret)
+        return await self._by_password(username, secret, source)
 
-    async def from_header(self, header: str | None) -> Principal | None:
+    async def from_header(self, header: str | None, *, source: str | None = None
+                          ) -> Principal | None:
         """The caller of an API request: Basic (password or token), Bearer (token), or None."""
         if header and header[:7].lower() == "bearer ":
             return await self._by_app_token(None, header[7:].strip())
@@ -134,7 +151,7 @@ class Authenticator:
                 raise Unauthorized("unauthorized", "use HTTP Basic or a Bearer app token",
                                    _CHALLENGE)
             return None
-        return await self.authenticate(*credentials)
+        return await self.authenticate(*credentials, source=source)
 
     async def principal_of(self, name: str, credential: Credential) -> Principal:
         """The principal of an account already proven (a refresh token); Unauthorized if it
@@ -173,38 +190,15 @@ class Authenticator:
     async def _user(self, name: str) -> tuple[User, str | None] | None:
         return await self._cache.get(("user", name), lambda: self._store.get_user(name))
 
-    async def _record_login(self, username: str, *, success: bool, lock_until: datetime
-                            ) -> User | None:
-        updated = await self._store.record_login(
-            username, success=success, max_failures=self._policy.max_failures,
-            lock_until=lock_until)
-        self._cache.invalidate()
-        return updated
-
-    async def _by_password(self, username: str, password: str) -> Principal:
+    async def _by_password(self, username: str, password: str, source: str | None
+                           ) -> Principal:
         found = await self._user(username)
         user, password_hash = found or (None, None)
-        now = datetime.now(UTC)
         if user is not None and (not user.enabled or user.locked_until is not None):
             # A disabled or locked account forgets its verified credentials.
             self._verified.pop(username, None)
-        if user is not None and user.locked_until is not None:
-            if user.locked_until > now:
-                raise Unauthorized(
-                    "account_locked",
-                    f"too many failed logins; try again after {user.locked_until:%H:%M:%S} UTC",
-                    _CHALLENGE,
-                )
-            # The lock ran out: count anew, so that only max_failures consecutive failures
-            # lock again (not the first one after the lock).
-            await self._record_login(username, success=True, lock_until=now)
-        # Accounts without a Dockyard password (and unknown names) may be the directory's.
-        external = self._directory is not None and password_hash is None and (
-            user is None or user.kind == "user")
-        if user is None and not external:
-            # Unknown names still pay one verification: timing does not tell which exist.
-            await asyncio.to_thread(verify_password, None, password)
-            await self._failed(username, None)
+        if user is not None and self._lockout.locked(user.login_state, datetime.now(UTC)):
+            raise _locked(user.locked_until)
         fingerprint = hmac.new(
             self._key, f"{username}\0{password}\0{password_hash}".encode(), hashlib.sha256
         ).digest()
@@ -212,36 +206,110 @@ class Authenticator:
         cached = self._verified.get(username)
         if user is None or cached is None or cached[1] < loop.time() or not hmac.compare_digest(
                 cached[0], fingerprint):
-            user = await self._verify(username, password, user, password_hash,
-                                      external=external)
-            # After the password: the refusal must not tell which accounts are local.
-            self._check_local_login(user, password_hash)
-            if not user.enabled:
-                await self._report(username, success=False, reason="account disabled")
-                raise Unauthorized("account_disabled",
-                                   f"the account {username!r} is disabled", _CHALLENGE)
-            if len(self._verified) >= CACHE_ENTRIES:
-                self._verified.clear()
-            self._verified[username] = (fingerprint, loop.time() + self._policy.cache_seconds)
-            if user.failed_logins:
-                await self._record_login(username, success=True, lock_until=now)
-            await self._report(username, success=True, reason="password")
+            user = await self._single_flight(fingerprint, lambda: self._check(
+                _Attempt(username, password, source, fingerprint), user, password_hash))
         return _principal(user, "password")
 
+    async def _single_flight(self, fingerprint: bytes, check: Callable[[], Awaitable[User]]
+                             ) -> User:
+        """One check at a time per credential: concurrent misses (every connection of a
+        client when its cached credential expires) share the first one's verification, and
+        its one ``user.login``."""
+        flight = self._flights.get(fingerprint)
+        if flight is None:
+            flight = asyncio.ensure_future(check())
+            self._flights[fingerprint] = flight
+            flight.add_done_callback(lambda done: self._landed(fingerprint, done))
+        # shield: a caller that goes away does not cancel the check the others wait for.
+        return await asyncio.shield(flight)
+
+    def _landed(self, fingerprint: bytes, flight: asyncio.Future[User]) -> None:
+        if self._flights.get(fingerprint) is flight:
+            del self._flights[fingerprint]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every waiter may have gone
+
+    async def _check(self, attempt: _Attempt, user: User | None, password_hash: str | None
+                     ) -> User:
+        """Verify a password as the lockout allows: a slot of the client address's failure
+        budget and a reserved failure of the account are taken before the verification, and
+        given back if the password is right (services/auth/lockout.py)."""
+        username = attempt.username
+        slot = None if attempt.source is None else self._throttle.take(attempt.source)
+        try:
+            user, password_hash, before, reserved = await self._reserve(
+                username, user, password_hash)
+        except BaseException:
+            self._give_back(attempt, slot)
+            raise
+        # Accounts without a Dockyard password (and unknown names) may be the directory's.
+        external = self._directory is not None and password_hash is None and (
+            user is None or user.kind == "user")
+        try:
+            verified = await self._verify(username, attempt.password, user, password_hash,
+                                          external=external)
+        except BaseException:  # DirectoryUnavailable (503): not the caller's password
+            self._give_back(attempt, slot)
+            await self._set_login_state(username, user, before, expected=reserved)
+            raise
+        if verified is None:
+            await self._failed(username, user, reserved)
+        self._give_back(attempt, slot)
+        # A success resets the count, whatever concurrent attempts made of it meanwhile.
+        if not await self._set_login_state(username, user, LoginState(), expected=reserved):
+            await self._set_login_state(username, user, LoginState(), expected=None)
+        # After the password: the refusal must not tell which accounts are local.
+        self._check_local_login(verified, password_hash)
+        if not verified.enabled:
+            await self._report(username, success=False, reason="account disabled")
+            raise Unauthorized("account_disabled",
+                               f"the account {username!r} is disabled", _CHALLENGE)
+        if len(self._verified) >= CACHE_ENTRIES:
+            self._verified.clear()
+        self._verified[username] = (attempt.fingerprint,
+                                    asyncio.get_running_loop().time() + self._policy.cache_seconds)
+        await self._report(username, success=True, reason="password")
+        return verified
+
+    async def _reserve(self, username: str, user: User | None, password_hash: str | None
+                       ) -> tuple[User | None, str | None, LoginState, LoginState]:
+        """Count this attempt as a failure before its verification, in one compare-and-set
+        (retried on a fresh read if the state moved): ``(user, hash, before, reserved)``."""
+        while True:
+            before = self._strangers.get(username) if user is None else user.login_state
+            reserved = self._lockout.reserve(before, datetime.now(UTC))
+            if reserved is None:
+                raise _locked(before.locked_until)
+            if await self._set_login_state(username, user, reserved, expected=before):
+                return user, password_hash, before, reserved
+            found = await self._store.get_user(username)
+            user, password_hash = found or (None, None)
+
+    async def _set_login_state(self, username: str, user: User | None, state: LoginState,
+                               *, expected: LoginState | None) -> bool:
+        """``state`` where this name's logins are counted: its account, or, without one, this
+        process's memory."""
+        if user is None:
+            return self._strangers.compare_and_set(username, state, expected)
+        changed = await self._store.set_login_state(username, state, expected=expected)
+        if changed and (expected is None or expected.locked_until != state.locked_until):
+            self._cache.invalidate()  # a lock applies at once, to cached credentials too
+        return changed
+
+    def _give_back(self, attempt: _Attempt, slot: float | None) -> None:
+        if attempt.source is not None and slot is not None:
+            self._throttle.give_back(attempt.source, slot)
+
     async def _verify(self, username: str, password: str, user: User | None,
-                      password_hash: str | None, *, external: bool) -> User:
-        """The account if the password is right. The directory checks the passwords of
-        ``external`` accounts (and syncs them); DirectoryUnavailable (503) passes through, so
-        the caller knows it is not their password that failed."""
+                      password_hash: str | None, *, external: bool) -> User | None:
+        """The account if the password is right, else None. The directory checks the
+        passwords of ``external`` accounts (and syncs them); DirectoryUnavailable (503) passes
+        through, so the caller knows it is not their password that failed. Unknown names pay
+        one verification too: timing does not tell which exist."""
         if external and self._directory is not None:
-            verified = await self._directory.verify(username, password)
-            if verified is None:
-                await self._failed(username, user)
-            return verified
-        if user is None or not await asyncio.to_thread(verify_password, password_hash,
-                                                        password):
-            await self._failed(username, user)
-        return user
+            return await self._directory.verify(username, password)
+        right = await asyncio.to_thread(verify_password, password_hash, password)
+        return user if right else None
 
     def _check_local_login(self, user: User | None, password_hash: str | None) -> None:
         if user is not None and password_hash is not None and not self._policy.local_login \
@@ -250,19 +318,34 @@ class Authenticator:
                                " turned off here; use your directory account or an app token",
                                _CHALLENGE)
 
-    async def _failed(self, username: str, user: User | None) -> NoReturn:
+    async def _failed(self, username: str, user: User | None, reserved: LoginState
+                      ) -> NoReturn:
+        """A wrong password: its reserved failure stays counted, and locks the account if
+        it reached the limit (``LoginOutcome.locked_until`` says so)."""
         reason = "wrong password" if user is not None else "unknown account"
-        if user is not None:
-            lock_until = datetime.now(UTC) + timedelta(seconds=self._policy.lock_seconds)
-            updated = await self._record_login(username, success=False, lock_until=lock_until)
-            if updated is not None and updated.locked_until is not None:
-                reason += f"; locked after {updated.failed_logins} failures"
-        await self._report(username, success=False, reason=reason)
+        if reserved.locked_until is not None:
+            reason += f"; locked after {reserved.failures} failures"
+        await self._report(username, success=False, reason=reason,
+                           locked_until=reserved.locked_until)
         raise Unauthorized("unauthorized", "wrong username or password", _CHALLENGE)
 
-    async def _report(self, username: str, *, success: bool, reason: str) -> None:
+    async def _report(self, username: str, *, success: bool, reason: str,
+                      locked_until: datetime | None = None) -> None:
         if self._on_login is not None:
-            await self._on_login(LoginOutcome(username, success, reason))
+            await self._on_login(LoginOutcome(username, success, reason, locked_until))
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    username: str
+    password: str
+    source: str | None  # the client address, if there is one to throttle
+    fingerprint: bytes
+
+
+def _locked(until: datetime | None) -> Unauthorized:
+    return Unauthorized("account_locked", "too many failed logins; try again after"
+                        f" {until or datetime.now(UTC):%H:%M:%S} UTC", _CHALLENGE)
 
 
 def _principal(user: User, credential: Credential) -> Principal:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.auth.access import AUTHENTICATOR, AUTHORITY
+from services.auth.access import AUTHENTICATOR, AUTHORITY, client_address
 from services.auth.policy import ANONYMOUS, Principal
 from services.auth.scopes import ScopeError, parse_scopes
 from services.auth.service import new_secret, parse_basic, secret_hash
@@ -40,8 +40,11 @@ _DISTRIBUTION_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 429: "TOOMANYREQUESTS
 
 
 class RateLimits:
-    """Moving-window limits on token requests per client address and per account name: at most
-    ``per_ip`` (``per_user``) accepted requests in any minute.
+    """Moving-window limits on token requests per client address and per account: at most
+    ``per_ip`` (``per_user``) accepted requests in any minute. An account is charged only once
+    its credentials are proven (``check_account`` after authentication): charged by the name a
+    client merely claims, anyone could spend another account's budget. Wrong passwords are the
+    lockout's to count (services/auth/lockout.py).
 
     Each key keeps the times of its accepted requests of the last minute, at most its limit of
     them, so a check costs O(1) however many clients there are; keys idle for a minute are
@@ -60,24 +63,26 @@ class RateLimits:
         self._hits: dict[str, deque[float]] = {}
         self._next_sweep = clock() + self.WINDOW
 
-    async def check(self, address: str, username: str | None) -> None:
+    async def check_address(self, address: str) -> None:
+        self._take(f"ip:{address}", self._per_ip)
+
+    async def check_account(self, name: str) -> None:
+        """After authentication: ``name`` is the account proven."""
+        self._take(f"user:{name}", self._per_user)
+
+    def _take(self, key: str, limit: int) -> None:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        keys = [(f"ip:{address}", self._per_ip)]
-        if username is not None:
-            keys.append((f"user:{username}", self._per_user))
-        for key, limit in keys:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.WINDOW:
-                hits.popleft()
-            if len(hits) >= limit:
-                retry = max(1, math.ceil(hits[0] + self.WINDOW - now))
-                raise TooManyRequests("too_many_requests",
-                                      f"too many token requests; retry in {retry} s",
-                                      {"Retry-After": str(retry)})
-        for key, _ in keys:
-            self._hits[key].append(now)
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - self.WINDOW:
+            hits.popleft()
+        if len(hits) >= limit:
+            retry = max(1, math.ceil(hits[0] + self.WINDOW - now))
+            raise TooManyRequests("too_many_requests",
+                                  f"too many token requests; retry in {retry} s",
+                                  {"Retry-After": str(retry)})
+        hits.append(now)
 
     def _sweep(self, now: float) -> None:
         self._hits = {key: hits for key, hits in self._hits.items()
@@ -94,14 +99,14 @@ async def get_token(request: web.Request) -> web.Response:
         query = request.query
         _check_service(request, query.get("service"))
         credentials = parse_basic(request.headers.get("Authorization"))
-        await request.app[RATE_LIMITS].check(request.remote or "", credentials and credentials[0])
+        await request.app[RATE_LIMITS].check_address(client_address(request))
         scopes = _scopes(query.getall("scope", []))
         if credentials is None:
             if request.headers.get("Authorization"):
                 raise Unauthorized("unauthorized", "the token endpoint takes HTTP Basic only")
             principal = ANONYMOUS
         else:
-            principal = await request.app[AUTHENTICATOR].authenticate(*credentials)
+            principal = await _authenticate(request, *credentials)
         issued = await _issue(request, principal, scopes)
         body = _token_body(issued)
         if query.get("offline_token") == "true" and principal.kind != "anonymous":
@@ -126,13 +131,12 @@ async def post_token(request: web.Request) -> web.Response:
         if not client_id:
             raise Invalid("invalid_request", "client_id is required (OAuth2 token request)")
         grant_type = fields.get("grant_type")
-        username = fields.get("username") if grant_type == "password" else None
-        await request.app[RATE_LIMITS].check(request.remote or "", username)
+        await request.app[RATE_LIMITS].check_address(client_address(request))
         scopes = _scopes([fields.get("scope", "")])
         refresh_token = None
         if grant_type == "password":
-            principal = await request.app[AUTHENTICATOR].authenticate(
-                fields.get("username", ""), fields.get("password", ""))
+            principal = await _authenticate(request, fields.get("username", ""),
+                                            fields.get("password", ""))
             if fields.get("access_type") == "offline":
                 refresh_token = await _new_refresh_token(request, principal, client_id)
         elif grant_type == "refresh_token":
@@ -142,6 +146,7 @@ async def post_token(request: web.Request) -> web.Response:
             if owner is None:
                 raise Unauthorized("invalid_grant", "unknown or revoked refresh token")
             principal = await request.app[AUTHENTICATOR].principal_of(owner, "refresh_token")
+            await request.app[RATE_LIMITS].check_account(owner)
         else:
             raise Invalid("unsupported_grant_type", "grant_type must be password or refresh_token")
         issued = await _issue(request, principal, scopes)
@@ -157,6 +162,14 @@ async def post_token(request: web.Request) -> web.Response:
         return _json(body)
     except DyError as exc:
         return _error(exc)
+
+
+async def _authenticate(request: web.Request, username: str, secret: str) -> Principal:
+    """The account these credentials prove, charged to its rate limit once proven."""
+    principal = await request.app[AUTHENTICATOR].authenticate(
+        username, secret, source=client_address(request))
+    await request.app[RATE_LIMITS].check_account(principal.name or "")
+    return principal
 
 
 async def _issue(

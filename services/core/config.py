@@ -147,8 +147,13 @@ class AuthConfig(_Section):
     anonymous_pull: bool = True
     delete_contributors: bool = False
     push_policy: Literal["allow-teams", "allow-personal", "admin-only"] = "allow-teams"
+    # Wrong passwords in a row that lock an account for lockout_seconds; each further one
+    # doubles the lock, up to lockout_max_seconds (services/auth/lockout.py).
     max_failed_logins: int = Field(default=10, ge=1)
     lockout_seconds: float = Field(default=600, ge=0)
+    lockout_max_seconds: float = Field(default=3600, ge=0)
+    # Wrong passwords from one client address in any 10 minutes before it must wait.
+    max_failed_logins_per_address: int = Field(default=30, ge=1)
     credential_cache_seconds: float = Field(default=60, ge=0)
     # How long app tokens and namespace permissions read on the hot paths are reused; changes
     # through this process apply at once, changes by another process (CLI) within this time.

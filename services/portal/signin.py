@@ -1,9 +1,10 @@
 """Signing in to the portal with a password (Dockyard's own, or the LDAP directory's) and
 signing out; the OIDC and GitHub buttons lead to services/auth/directory_api.py.
 
-Sign-in attempts share the token endpoint's rate limits, and a refusal says what the person
-can do about it (wrong password, locked for how long, disabled). The session itself is the
-auth service's (services/auth/sessions.py): a new id at every sign-in.
+Sign-in attempts share the token endpoint's per-address rate limit and the lockout, and a
+refusal says what the person can do about it (wrong password, locked for how long, disabled).
+The session itself is the auth service's (services/auth/sessions.py): a new id at every
+sign-in.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from services.auth.access import AUTHENTICATOR, IDENTITY
+from services.auth.access import AUTHENTICATOR, IDENTITY, client_address
 from services.auth.directory_app import DIRECTORY
 from services.auth.sessions import sign_in, sign_out
 from services.auth.token_api import RATE_LIMITS
@@ -65,32 +66,29 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await form_fields(request)
     username, password = form.get("username", "").strip(), form.get("password", "")
     target = safe_next(form.get("next"))
-    limits = request.app.get(RATE_LIMITS)
-    if limits is not None:
-        # The token endpoint's per-address and per-account limits: guessing passwords here is
-        # no cheaper than through docker login.
-        try:
-            await limits.check(request.remote or "", username or None)
-        except TooManyRequests as exc:
-            retry = exc.headers.get("Retry-After", "60")
-            response = await render(request, "login.html", {
-                "next": target, "username": username, **_sign_in_options(request),
-                "error": f"Too many sign-in attempts; try again in {retry} seconds.",
-            }, status=429)
-            response.headers["Retry-After"] = retry
-            return response
     problem: Unauthorized | None = None
-    if not username or not password:
-        problem = Unauthorized("unauthorized", "Enter your username and password.")
-    else:
-        try:
-            principal = await request.app[AUTHENTICATOR].authenticate(username, password)
-        except Unauthorized as exc:
-            problem = exc
-        else:
-            if principal.credential != "password":
-                # Application tokens are for docker and the API, not for the browser.
-                problem = Unauthorized("unauthorized", "Wrong username or password.")
+    try:
+        # The token endpoint's per-address limit, and the lockout (per address and per
+        # account): guessing passwords here is no cheaper than through docker login.
+        limits = request.app.get(RATE_LIMITS)
+        if limits is not None:
+            await limits.check_address(client_address(request))
+        if not username or not password:
+            problem = Unauthorized("unauthorized", "Enter your username and password.")
+        elif (await request.app[AUTHENTICATOR].authenticate(
+                username, password, source=client_address(request))).credential != "password":
+            # Application tokens are for docker and the API, not for the browser.
+            problem = Unauthorized("unauthorized", "Wrong username or password.")
+    except TooManyRequests as exc:
+        retry = exc.headers.get("Retry-After", "60")
+        response = await render(request, "login.html", {
+            "next": target, "username": username, **_sign_in_options(request),
+            "error": f"Too many sign-in attempts; try again in {retry} seconds.",
+        }, status=429)
+        response.headers["Retry-After"] = retry
+        return response
+    except Unauthorized as exc:
+        problem = exc
     if problem is not None:
         message = await _login_problem(request, username, problem)
         return await render(request, "login.html", {

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +30,8 @@ import pytest
 from services.auth.adapters.sqlite import SqliteAuthStore
 from services.auth.app import AUTH_DB, keyring, open_auth
 from services.auth.audit import IDENTITY_EVENTS
+from services.auth.models import LoginState
+from services.auth.service import Authenticator, LoginPolicy
 from services.cli import main
 from services.core.config import Config, load_config
 from services.core.errors import Unauthorized
@@ -192,6 +195,31 @@ def test_user_disable_and_enable(capsys: pytest.CaptureFixture[str], config: Con
     assert user(config, "alice").enabled is True
     assert [(e["type"], e["subject"]) for e in identity_events(config)][-2:] == [
         ("user.disable", "alice"), ("user.enable", "alice")]
+
+
+def test_user_unlock_and_passwd_end_a_lockout(
+    capsys: pytest.CaptureFixture[str], config: Config
+) -> None:
+    # break-glass: the operator needs no password, so no lockout stands in the way
+    locked = LoginState(50, datetime.now(UTC) + timedelta(hours=1))
+    on_store(config, lambda store: store.set_login_state("alice", locked, expected=None))
+    code, out, _ = dockyard(capsys, config, "user", "unlock", "alice")
+    assert (code, out) == (0, "unlocked alice: its password works again\n")
+    assert user(config, "alice").login_state == LoginState()
+
+    on_store(config, lambda store: store.set_login_state("alice", locked, expected=None))
+    code, out, _ = dockyard(capsys, config, "user", "passwd", "alice", "--password-stdin",
+                            stdin="alice-new-password\n")
+    assert (code, out.startswith("set the password of alice")) == (0, True)
+    assert user(config, "alice").login_state == LoginState()
+    principal = on_store(config, lambda store: Authenticator(store, LoginPolicy()).authenticate(
+        "alice", "alice-new-password"))
+    assert principal.name == "alice"
+    assert [(e["type"], e["actor"], e["subject"]) for e in identity_events(config)][-3:] == [
+        ("user.unlock", None, "alice"), ("user.change_password", None, "alice"),
+        ("user.unlock", None, "alice")]
+    code, _, err = dockyard(capsys, config, "user", "unlock", "nobody")
+    assert (code, err) == (2, "dockyard: no account named 'nobody'\n")
 
 
 # --- teams and namespaces --------------------------------------------------------------------

@@ -156,6 +156,15 @@ async def test_first_login_creates_the_account_and_syncs_teams(dockyard: Dockyar
     assert found[1] is None  # no Dockyard password is stored for a directory account
 
 
+async def test_people_who_never_signed_in_are_locked_out_too(dockyard: Dockyard) -> None:
+    # no Dockyard account yet for alice: her failures are counted all the same
+    for _ in range(dockyard.config.auth.max_failed_logins):
+        assert (await token(dockyard, "alice", "wrong")).status_code == 401
+    locked = await token(dockyard, "alice", "alice-password")
+    assert (locked.status_code, locked.json()["error"]["code"]) == (401, "account_locked")
+    assert await dockyard.app[IDENTITY].store.get_user("alice") is None
+
+
 async def portal_sign_in(dockyard: Dockyard, user: str, password: str) -> str:
     """Sign in through the portal's form; returns the session's sign-in method."""
     async with httpx.AsyncClient(base_url=dockyard.url, timeout=10) as browser:

@@ -18,7 +18,7 @@ import pytest
 
 from services.auth.adapters.mongo import MongoAuthStore
 from services.auth.adapters.sqlite import SqliteAuthStore
-from services.auth.models import AppToken, Namespace, Team, User
+from services.auth.models import AppToken, LoginState, Namespace, Team, User
 from services.auth.ports import AUTH_RECORDS, AuthStore
 from services.core.dump import check
 from services.core.errors import Conflict, NotFound
@@ -150,36 +150,36 @@ async def test_update_user_changes_only_what_is_given(store: AuthStore) -> None:
     assert missing.value.code == "user_not_found"
 
 
-async def test_failed_logins_count_and_lock_at_the_limit(store: AuthStore) -> None:
+async def test_login_state_is_compare_and_set(store: AuthStore) -> None:
     await store.create_user(person("alice"), HASH)
-    lock = T0 + timedelta(minutes=10)
-    for expected in (1, 2):
-        user = await store.record_login("alice", success=False, max_failures=3, lock_until=lock)
-        assert user is not None
-        assert (user.failed_logins, user.locked_until) == (expected, None)
-    user = await store.record_login("alice", success=False, max_failures=3, lock_until=lock)
-    assert user is not None
-    assert (user.failed_logins, user.locked_until) == (3, lock)
-    # Past the limit every failure counts and moves the lock to the new time.
-    later = lock + timedelta(minutes=5)
-    user = await store.record_login("alice", success=False, max_failures=3, lock_until=later)
-    assert user is not None
-    assert (user.failed_logins, user.locked_until) == (4, later)
-    user = await store.record_login("alice", success=True, max_failures=3, lock_until=later)
-    assert user is not None
-    assert (user.failed_logins, user.locked_until) == (0, None)
-    assert await store.record_login("nobody", success=False, max_failures=3,
-                                    lock_until=lock) is None
-
-
-async def test_concurrent_failures_are_all_counted(store: AuthStore) -> None:
-    await store.create_user(person("alice"), HASH)
-    lock = T0 + timedelta(minutes=10)
-    await asyncio.gather(*(store.record_login("alice", success=False, max_failures=20,
-                                              lock_until=lock) for _ in range(12)))
+    locked = LoginState(3, T0 + timedelta(minutes=10))
+    assert await store.set_login_state("alice", LoginState(1), expected=LoginState())
+    assert not await store.set_login_state("alice", LoginState(2), expected=LoginState())
+    assert await store.set_login_state("alice", locked, expected=LoginState(1))
     found = await store.get_user("alice")
     assert found is not None
-    assert (found[0].failed_logins, found[0].locked_until) == (12, None)
+    assert found[0].login_state == locked
+    # the lock is part of what is compared
+    assert not await store.set_login_state("alice", LoginState(4), expected=LoginState(3))
+    assert await store.set_login_state("alice", LoginState(4), expected=locked)
+    # an unconditional write, and a write that changes nothing, succeed
+    assert await store.set_login_state("alice", LoginState(), expected=None)
+    assert await store.set_login_state("alice", LoginState(), expected=LoginState())
+    found = await store.get_user("alice")
+    assert found is not None
+    assert (found[0].failed_logins, found[0].locked_until) == (0, None)
+    assert not await store.set_login_state("nobody", LoginState(1), expected=None)
+
+
+async def test_concurrent_compare_and_sets_have_one_winner(store: AuthStore) -> None:
+    await store.create_user(person("alice"), HASH)
+    won = await asyncio.gather(*(store.set_login_state("alice", LoginState(1 + i),
+                                                       expected=LoginState())
+                                 for i in range(12)))
+    assert won.count(True) == 1
+    found = await store.get_user("alice")
+    assert found is not None
+    assert found[0].failed_logins == 1 + won.index(True)
 
 
 # -- teams -----------------------------------------------------------------------------------
@@ -364,4 +364,4 @@ async def store_everything(store: AuthStore) -> None:
     await store.create_app_token(app_token("robot", "x", expires=T0), b"\x03" * 32)
     await store.revoke_app_token("robot", "x")
     await store.create_refresh_token(b"\x02" * 32, "carl", "docker", T0)
-    await store.record_login("carl", success=False, max_failures=1, lock_until=T0)
+    await store.set_login_state("carl", LoginState(1, T0), expected=None)

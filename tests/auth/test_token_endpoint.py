@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,12 +32,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from services.auth import service as auth_service
 from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY
 from services.auth.app import keyring
+from services.auth.audit import IDENTITY_EVENTS
 from services.auth.identity import IdentityService
 from services.auth.keys import libtrust_key_id
 from services.auth.policy import Principal, Visibility
 from services.auth.token_api import RateLimits
+from services.cli import main
 from services.core.config import Config
 from services.core.errors import TooManyRequests
+from services.core.web import EVENT_LOG
 from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
 
 ADMIN = Principal("admin", "user", admin=True)
@@ -49,6 +54,26 @@ PASSWORDS = {
     "vera": "vera-secret-password",
     "john.doe": "john-secret-password",
 }
+
+
+async def identity_events(world: World) -> list[dict[str, Any]]:
+    """The identity events published so far (the audit log)."""
+    subscription = await world.dockyard.app[EVENT_LOG].subscribe(
+        IDENTITY_EVENTS, f"reader-{uuid.uuid4()}")
+    try:
+        return [json.loads(r.value)
+                for r in await subscription.fetch(max_records=10_000, timeout=0.05)]
+    finally:
+        await subscription.close()
+
+
+@asynccontextmanager
+async def from_address(world: World, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose connections come from another loopback address."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    async with httpx.AsyncClient(base_url=world.dockyard.url, transport=transport,
+                                 timeout=30) as client:
+        yield client
 
 
 @dataclass
@@ -413,16 +438,100 @@ async def test_failures_below_the_limit_are_forgiven_by_a_success(tmp_path):
         assert (await world.get(auth=login("alice"))).status_code == 200
 
 
-async def test_the_lock_runs_out(tmp_path):
+async def test_the_lock_backs_off(tmp_path):
     async with world_of(tmp_path, auth_max_failed_logins="2",
                         auth_lockout_seconds="1") as world:
         for _ in range(2):
             await assert_401(await world.get(auth=("alice", "wrong")))
         await assert_401(await world.get(auth=login("alice")), "account_locked")
         await asyncio.sleep(1.1)
-        # one more failure after the lock ran out is one failure, not a new lock
+        # past the limit, each failure locks again, for twice as long
+        await assert_401(await world.get(auth=("alice", "wrong")))
+        await asyncio.sleep(1.1)
+        await assert_401(await world.get(auth=login("alice")), "account_locked")
+        await asyncio.sleep(1)
+        assert (await world.get(auth=login("alice"))).status_code == 200
+        # a success forgives: the count starts again from nothing
         await assert_401(await world.get(auth=("alice", "wrong")))
         assert (await world.get(auth=login("alice"))).status_code == 200
+
+
+async def test_parallel_guesses_verify_at_most_the_limit(tmp_path, verifications):
+    # the address's budget out of the way: this is the account's count
+    async with world_of(tmp_path, auth_max_failed_logins="3",
+                        auth_max_failed_logins_per_address="1000") as world:
+        guesses = await asyncio.gather(*(world.get(auth=("alice", f"guess-{i}"))
+                                         for i in range(60)))
+        assert sorted({r.status_code for r in guesses}) == [401]
+        # each guess was refused before its verification, but the limit's worth of them
+        assert len(verifications) == 3
+        codes = [error_code(r) for r in guesses]
+        assert (codes.count("unauthorized"), codes.count("account_locked")) == (3, 57)
+        failures = [e for e in await identity_events(world) if e["type"] == "user.login_failed"]
+        assert [e["details"]["reason"] for e in failures].count(
+            "wrong password; locked after 3 failures") == 1
+        assert len(failures) == 3
+        await assert_401(await world.get(auth=login("alice")), "account_locked")
+
+
+async def test_unknown_names_lock_like_accounts(tmp_path):
+    # a lock does not tell which names have an account
+    async with world_of(tmp_path, auth_max_failed_logins="2") as world:
+        for _ in range(2):
+            await assert_401(await world.get(auth=("nobody", "wrong")))
+        await assert_401(await world.get(auth=("nobody", "wrong")), "account_locked")
+
+
+async def test_failures_from_one_address_are_throttled(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins_per_address="3") as world:
+        for name in ("alice", "bob", "nobody"):
+            await assert_401(await world.get(auth=(name, "wrong")))
+        # password spraying: the address waits, right passwords included; app tokens do not
+        throttled = await world.get(auth=login("carl"))
+        assert throttled.status_code == 429
+        assert error_code(throttled) == "too_many_failures"
+        assert distribution_code(throttled) == "TOOMANYREQUESTS"
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 600
+        assert (await world.get(auth=("alice", world.alice_token))).status_code == 200
+        # the throttled attempt never reached carl's account, and other addresses are served
+        found = await world.identity.store.get_user("carl")
+        assert found is not None
+        assert found[0].failed_logins == 0
+        async with from_address(world, "127.0.0.2") as other:
+            assert (await other.get("/v2/token", params={"service": world.service},
+                                    auth=login("carl"))).status_code == 200
+
+
+async def test_parallel_guesses_from_one_address_verify_at_most_its_budget(
+        tmp_path, verifications):
+    async with world_of(tmp_path, auth_max_failed_logins_per_address="4") as world:
+        names = [*PASSWORDS, "nobody", "robot"]
+        guesses = await asyncio.gather(*(world.get(auth=(names[i % len(names)], f"guess-{i}"))
+                                         for i in range(60)))
+        assert len(verifications) == 4
+        assert sorted(r.status_code for r in guesses) == [401] * 4 + [429] * 56
+
+
+async def test_a_right_password_gives_the_address_its_slot_back(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins_per_address="2") as world:
+        await assert_401(await world.get(auth=("alice", "wrong")))
+        for name in ("bob", "olivia", "carl", "vera"):
+            assert (await world.get(auth=login(name))).status_code == 200
+        await assert_401(await world.get(auth=("alice", "wrong")))
+        assert (await world.get(auth=login("john.doe"))).status_code == 429
+
+
+async def test_the_operator_unlocks_from_the_cli(tmp_path):
+    # break-glass: the CLI needs no password, so no lock or throttle stands in its way
+    async with world_of(tmp_path, auth_max_failed_logins="2") as world:
+        for _ in range(2):
+            await assert_401(await world.get(auth=("admin", "wrong")))
+        await assert_401(await world.get(auth=("admin", ADMIN_PASSWORD)), "account_locked")
+        config = world.dockyard.config
+        await asyncio.to_thread(main, ["user", "unlock", "admin", "--config",
+                                       str(config.server.data_dir / "dockyard.toml")])
+        await asyncio.sleep(float(config.auth.identity_cache_seconds))
+        assert (await world.get(auth=("admin", ADMIN_PASSWORD))).status_code == 200
 
 
 async def test_bots_cannot_sign_in_with_a_password(world):
@@ -672,13 +781,18 @@ async def test_requests_per_address_are_limited(tmp_path):
 
 async def test_requests_per_account_are_limited(tmp_path):
     async with world_of(tmp_path, auth_rate_per_user_per_minute="3") as world:
+        # wrong passwords are the lockout's to count: anyone may claim alice's name, and
+        # must not spend her budget that way
+        for _ in range(3):
+            await assert_401(await world.get(auth=("alice", "wrong")))
         for _ in range(3):
             assert (await world.get(auth=login("alice"))).status_code == 200
         response = await world.get(auth=login("alice"))
         assert response.status_code == 429
         assert int(response.headers["Retry-After"]) >= 1
-        # wrong passwords count too, and other accounts are not affected
-        assert (await world.get(auth=("alice", "wrong"))).status_code == 429
+        # the account's budget, whatever the credential; other accounts are not affected
+        assert (await world.get(auth=("alice", world.alice_token))).status_code == 429
+        await assert_401(await world.get(auth=("alice", "wrong")))
         assert (await world.get(auth=login("bob"))).status_code == 200
         assert (await world.get()).status_code == 200
 
@@ -696,45 +810,40 @@ async def test_the_rate_window_moves():
     limits = RateLimits(per_ip=3, per_user=100, clock=clock)
     for step in (0, 10, 20):
         clock.now = 1000.0 + step
-        await limits.check("10.0.0.1", None)
+        await limits.check_address("10.0.0.1")
     clock.now = 1030.0
     with pytest.raises(TooManyRequests) as refused:
-        await limits.check("10.0.0.1", None)
+        await limits.check_address("10.0.0.1")
     assert refused.value.headers == {"Retry-After": "30"}  # when the first request leaves
-    await limits.check("10.0.0.2", None)  # another address has its own window
+    await limits.check_address("10.0.0.2")  # another address has its own window
     clock.now = 1060.0
-    await limits.check("10.0.0.1", None)  # the first request has left the window
+    await limits.check_address("10.0.0.1")  # the first request has left the window
     with pytest.raises(TooManyRequests):
-        await limits.check("10.0.0.1", None)
+        await limits.check_address("10.0.0.1")
     clock.now = 1070.0
-    await limits.check("10.0.0.1", None)
+    await limits.check_address("10.0.0.1")
 
 
 async def test_refused_requests_use_no_budget():
     clock = FakeClock()
     limits = RateLimits(per_ip=100, per_user=1, clock=clock)
-    await limits.check("10.0.0.1", "alice")
+    await limits.check_account("alice")
     for _ in range(5):
         with pytest.raises(TooManyRequests):
-            await limits.check("10.0.0.1", "alice")
+            await limits.check_account("alice")
     clock.now += 60
-    await limits.check("10.0.0.1", "alice")
-    # the address's budget counted the two accepted requests only
-    limits_of_ip = RateLimits(per_ip=2, per_user=100, clock=clock)
-    await limits_of_ip.check("10.0.0.1", "alice")
-    await limits_of_ip.check("10.0.0.1", None)
-    with pytest.raises(TooManyRequests):
-        await limits_of_ip.check("10.0.0.1", "bob")
+    await limits.check_account("alice")
 
 
 async def test_idle_clients_are_forgotten():
     clock = FakeClock()
     limits = RateLimits(per_ip=10, per_user=10, clock=clock)
     for i in range(1000):
-        await limits.check(f"10.0.{i // 256}.{i % 256}", f"user{i}")
+        await limits.check_address(f"10.0.{i // 256}.{i % 256}")
+        await limits.check_account(f"user{i}")
     assert len(limits._hits) == 2000
     clock.now += 61
-    await limits.check("10.1.0.1", None)
+    await limits.check_address("10.1.0.1")
     assert len(limits._hits) == 1
 
 
@@ -806,6 +915,19 @@ async def test_the_cache_can_be_turned_off(tmp_path, verifications):
 async def test_unknown_accounts_pay_a_verification(world, verifications):
     await assert_401(await world.get(auth=("nobody", "some-password")))
     assert verifications == ["some-password"]
+
+
+async def test_concurrent_misses_share_one_verification(world, verifications):
+    responses = await asyncio.gather(*(world.get(auth=login("vera")) for _ in range(20)))
+    assert {r.status_code for r in responses} == {200}
+    assert verifications == [PASSWORDS["vera"]]
+    # one sign-in recorded, not one per token request
+    logins = [e for e in await identity_events(world) if e["type"] == "user.login"]
+    assert [e["subject"] for e in logins] == ["vera"]
+    # wrong guesses that arrive together are one failure, too
+    wrong = await asyncio.gather(*(world.get(auth=("vera", "wrong")) for _ in range(5)))
+    assert {r.status_code for r in wrong} == {401}
+    assert verifications == [PASSWORDS["vera"], "wrong"]
 
 
 # no secret in the logs, none at rest -------------------------------------------------------

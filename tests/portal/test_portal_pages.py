@@ -688,10 +688,10 @@ async def test_the_portal_runs_alone_on_the_modules_it_reads_through(config: Con
 @pytest.fixture
 def limited_config(tmp_path: Path) -> Config:
     return initialised(tmp_path / "limited", f"http://127.0.0.1:{free_port()}",
-                       sync_interval_seconds="0", auth_rate_per_user_per_minute="3")
+                       sync_interval_seconds="0", auth_max_failed_logins_per_address="3")
 
 
-async def test_sign_in_attempts_share_the_token_endpoints_rate_limit(
+async def test_sign_in_attempts_share_the_lockouts_address_budget(
         limited_config: Config) -> None:
     async with visiting(limited_config) as visitor:
         token = csrf_of(await (await visitor.get("/login")).text())

@@ -20,7 +20,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.auth.models import AppToken, Member, Namespace, Team, User
+from services.auth.models import AppToken, LoginState, Member, Namespace, Team, User
 from services.auth.policy import Role, Visibility
 from services.auth.ports import NamespaceRecord
 from services.core.dump import Dumped
@@ -170,28 +170,17 @@ class MongoAuthStore:
             raise NotFound("user_not_found", f"no account named {name!r}")
         return _user(doc)
 
-    async def record_login(
-        self, name: str, *, success: bool, max_failures: int, lock_until: datetime
-    ) -> User | None:
-        if success:
-            await self._users.update_one(
-                {"_id": name, "failed_logins": {"$gt": 0}},
-                {"$set": {"failed_logins": 0, "locked_until": None}})
-            doc = await self._users.find_one({"_id": name})
-        else:
-            # One atomic update: the count and the lock decided on the same document version,
-            # so concurrent failures are all counted (expressions read the document before it).
-            failures = {"$add": [{"$ifNull": ["$failed_logins", 0]}, 1]}
-            doc = await self._users.find_one_and_update(
-                {"_id": name},
-                [{"$set": {
-                    "failed_logins": failures,
-                    "locked_until": {"$cond": [{"$gte": [failures, max_failures]},
-                                               lock_until.timestamp(), "$locked_until"]},
-                }}],
-                return_document=ReturnDocument.AFTER,
-            )
-        return None if doc is None else _user(doc)
+    async def set_login_state(
+        self, name: str, state: LoginState, *, expected: LoginState | None
+    ) -> bool:
+        query: Document = {"_id": name}
+        if expected is not None:
+            # None matches a missing field too, as _user reads one (0 failures, no lock).
+            query["failed_logins"] = expected.failures or {"$in": [0, None]}
+            query["locked_until"] = _epoch(expected.locked_until)
+        result = await self._users.update_one(query, {"$set": {
+            "failed_logins": state.failures, "locked_until": _epoch(state.locked_until)}})
+        return result.matched_count == 1
 
     # teams ---------------------------------------------------------------------------------
 

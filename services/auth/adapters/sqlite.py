@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.auth.models import AppToken, Member, Namespace, Team, User
+from services.auth.models import AppToken, LoginState, Member, Namespace, Team, User
 from services.auth.policy import Role, Visibility
 from services.auth.ports import NamespaceRecord
 from services.core.dump import Dumped
@@ -172,27 +172,17 @@ class SqliteAuthStore(SqliteStore):
 
         return await self.db.write(update)
 
-    async def record_login(
-        self, name: str, *, success: bool, max_failures: int, lock_until: datetime
-    ) -> User | None:
-        def update(conn: sqlite3.Connection) -> User | None:
-            if success:
-                conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL"
-                             " WHERE name = ? AND failed_logins > 0", (name,))
-            else:
-                conn.execute(
-                    """
-                    UPDATE users SET failed_logins = failed_logins + 1,
-                        locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END
-                    WHERE name = ?
-                    """,
-                    (max_failures, lock_until.timestamp(), name),
-                )
-            row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",
-                               (name,)).fetchone()
-            return None if row is None else _user(row)
-
-        return await self.db.write(update)
+    async def set_login_state(
+        self, name: str, state: LoginState, *, expected: LoginState | None
+    ) -> bool:
+        sql = "UPDATE users SET failed_logins = ?, locked_until = ? WHERE name = ?"
+        params: tuple[Any, ...] = (state.failures, _epoch(state.locked_until), name)
+        if expected is not None:
+            # IS: equal, NULL included.
+            sql += " AND failed_logins = ? AND locked_until IS ?"
+            params += (expected.failures, _epoch(expected.locked_until))
+        changed: int = await self.db.write(lambda conn: conn.execute(sql, params).rowcount)
+        return changed == 1
 
     # teams ---------------------------------------------------------------------------------
 
