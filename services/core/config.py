@@ -135,6 +135,9 @@ class AuthConfig(_Section):
     anonymous_pull: bool = True
     delete_contributors: bool = False
     push_policy: Literal["allow-teams", "allow-personal", "admin-only"] = "allow-teams"
+    # A push into a namespace nobody created creates it (services/auth/policy.py push_claim);
+    # off: such pushes are refused, admins' too.
+    create_namespace_on_push: bool = False
     max_failed_logins: int = Field(default=10, ge=1)
     lockout_seconds: float = Field(default=600, ge=0)
     credential_cache_seconds: float = Field(default=60, ge=0)
