@@ -555,6 +555,8 @@ async def test_an_admins_push_creates_a_namespace_no_team_owns(world: World) -> 
     # Only admins see or manage it until one of them hands it to a team.
     with pytest.raises(NotFound):
         await world.identity().get_namespace(person("olivia"), "legacy")
+    await world.identity().update_namespace(ADMIN, "legacy", team="devs")
+    assert (await world.identity().get_namespace(person("olivia"), "legacy")).team == "devs"
 
 
 async def test_a_team_owners_push_creates_only_their_teams_namespace(world: World) -> None:

@@ -39,6 +39,7 @@ from tests.support.dockyard import (
     running_dockyard,
 )
 from tests.support.images import build_oci_image
+from tests.support.openapi import assert_matches_openapi
 from tests.support.registry import (
     RegistryProcess,
     SkopeoError,
@@ -475,6 +476,7 @@ async def test_with_create_namespace_on_push_the_push_creates_and_audits_it(
 
     async def creations() -> list[tuple[str, str, str | None, bool]]:
         response = await client.get("/api/v1/activities", params={"type": "namespace.create"})
+        assert_matches_openapi(response, "/api/v1/activities", "get")
         return sorted((a["subject"], a["actor"], a["team"], a["details"].get("on_push"))
                       for a in response.json()["items"])
 

@@ -98,8 +98,8 @@ async def test_a_real_push_through_auth_and_ingest_processes(
         await asyncio.to_thread(add_admin, config_path, backend)
     # The admin pushes straight into team/…: the push creates the namespace, which the auth
     # process alone can do (it reads the catalog through ingest's module).
-    on_push = {**backend, "DOCKYARD_AUTH_CREATE_NAMESPACE_ON_PUSH": "true"}
-    auth = await start(processes, serve(config, tmp_path, "auth", env=on_push))
+    auth = await start(processes, serve(config, tmp_path, "auth", env={
+        **backend, "DOCKYARD_AUTH_CREATE_NAMESPACE_ON_PUSH": "true"}))
     ingest = await start(processes, serve(config, tmp_path, "ingest", env=backend))
     # As behind a proxy that routes /v2/token to auth and the webhook to ingest.
     registry_file = config.path(Path("registry.yml"))
