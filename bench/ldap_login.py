@@ -44,6 +44,7 @@ from services.auth.app import open_auth
 from services.auth.policy import Principal
 from services.core.config import Config, load_config
 from services.core.eventlog.sqlite import SqliteEventLog
+from services.ingest.app import open_catalog_reader
 from tests.support.slapd import BASE_DN, SlapdProcess
 
 TARGET_RATIO = 0.9
@@ -142,7 +143,8 @@ async def provision(config: Config, groups: int) -> None:
     event_log = SqliteEventLog(config.path(config.eventlog.path))
     await event_log.open()
     try:
-        async with open_auth(config, event_log) as auth:
+        async with (open_catalog_reader(config) as catalog,
+                    open_auth(config, event_log, catalog) as auth):
             admin = Principal("admin", "user", admin=True)
             await auth.identity.create_user(admin, LOCAL, email="", password=LOCAL_PASSWORD)
             for n in range(groups):

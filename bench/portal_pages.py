@@ -51,7 +51,7 @@ from services.auth.policy import Principal, Visibility
 from services.core.config import Config
 from services.core.eventlog.sqlite import SqliteEventLog
 from services.ingest.adapters.sqlite import SqliteActivityStore, SqliteCatalogStore
-from services.ingest.app import ACTIVITY_DB, CATALOG_DB
+from services.ingest.app import ACTIVITY_DB, CATALOG_DB, open_catalog_reader
 from services.ingest.models import Activity, PlatformEntry, PutManifest, PutTag
 
 TARGET_MS = 200.0
@@ -99,7 +99,8 @@ async def seed(config: Config, args: argparse.Namespace, big: str, digest: str) 
     event_log = SqliteEventLog(config.path(config.eventlog.path))
     await event_log.open()
     try:
-        async with open_auth(config, event_log) as auth:
+        async with (open_catalog_reader(config) as catalog,
+                    open_auth(config, event_log, catalog) as auth):
             identity = auth.identity
             for name in ("member", "outsider"):
                 await identity.create_user(ADMIN, name, email=f"{name}@example.test",

@@ -90,7 +90,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-visible-") as tmp:
         scratch = Path(tmp)
-        config = initialised(scratch / "data", f"http://127.0.0.1:{free_port()}")
+        # The admin pushes straight into bench/…: the first push creates the namespace.
+        config = initialised(scratch / "data", f"http://127.0.0.1:{free_port()}",
+                             auth_create_namespace_on_push="true")
         print(describe_machine(scratch))
         count = WARMUP_IMAGES + args.images * args.rounds
         # Dockyard runs throughout: the registry asks it for tokens (auth.token in registry.yml).

@@ -68,6 +68,7 @@ from services.auth.app import open_auth
 from services.auth.policy import Principal
 from services.core.config import Config
 from services.core.eventlog.sqlite import SqliteEventLog
+from services.ingest.app import open_catalog_reader
 
 TARGET_TOKENS_PER_SECOND = 2_000
 TARGET_RATIO_TO_BARE = 0.5
@@ -151,7 +152,8 @@ async def provision(config: Config) -> str:
     event_log = SqliteEventLog(config.path(config.eventlog.path))
     await event_log.open()
     try:
-        async with open_auth(config, event_log) as auth:
+        async with (open_catalog_reader(config) as catalog,
+                    open_auth(config, event_log, catalog) as auth):
             admin = Principal("admin", "user", admin=True)
             await auth.identity.create_user(admin, USER, email="", password=PASSWORD)
             await auth.identity.create_team(admin, "benchers", owner=USER)

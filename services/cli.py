@@ -26,7 +26,8 @@ from services.core.errors import DyError
 from services.core.eventlog.factory import open_event_log
 from services.core.logs import configure_logging
 from services.core.registry import RegistryClient, RegistryError
-from services.ingest.app import open_stores
+from services.ingest.app import open_catalog_reader, open_stores
+from services.ingest.reader import CatalogReader
 from services.ingest.sync import sync_catalog
 from services.provision import CONFIG_FILE, InitError, initialise
 from services.scanner.cli import add_commands as add_vulndb_commands
@@ -80,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="reconcile the catalog with the registry now")
     sync.add_argument("--config", type=Path, required=True, help="path to dockyard.toml")
     sync.set_defaults(run=_sync)
-    add_identity_commands(commands)
+    add_identity_commands(commands, open_catalog_reader)
     add_transfer_commands(commands)
     add_vulndb_commands(commands)
     add_search_commands(commands)
@@ -295,7 +296,7 @@ async def _sync_once(config: Config) -> int:
     try:
         catalog, _ = await opened.enter_async_context(open_stores(config))
         # The registry demands tokens: sync gets Dockyard's own, with catalog and pull access.
-        async with open_auth(config, event_log) as auth, RegistryClient(
+        async with open_auth(config, event_log, CatalogReader(catalog)) as auth, RegistryClient(
             config.registry.url, timeout=config.registry.timeout_seconds,
             token_provider=auth.authority.service_token,
         ) as registry:

@@ -48,7 +48,13 @@ def plan(services: Iterable[str] | None = None) -> Plan:
     """What ``dockyard serve --service …`` runs; raises ``Invalid`` for an unknown name."""
     needs = {name: NEEDS.get(name, ()) if name == "auth" else ("auth", *NEEDS.get(name, ()))
              for name in SERVICES}
-    return plan_services(services, SERVICES, needs)
+    planned = plan_services(services, SERVICES, needs)
+    if "api" in planned.get("auth", ()):
+        # Auth's API reads the catalog through ingest's module (what a namespace being created
+        # takes over: services/auth/identity.py). Ingest needs auth, so this need cannot be a
+        # NEEDS entry (it would be a cycle); ingest's store context opens after auth's.
+        planned.setdefault("ingest", frozenset())
+    return planned
 
 
 def build_app(config: Config, services: Iterable[str] | None = None) -> web.Application:

@@ -413,11 +413,11 @@ async def test_up_runs_registry_and_dockyard_and_ctrl_c_stops_both(
         layout = tmp_path / "layout"
         digest = build_oci_image(layout, "one", [{"etc/os-release": b"ID=debian\n"}], salt="up")
         await asyncio.to_thread(skopeo_copy, f"oci:{layout}:one",
-                                f"docker://{up.registry_host}/team/up:1.0", creds=ADMIN)
+                                f"docker://{up.registry_host}/admin/up:1.0", creds=ADMIN)
 
         async def tags() -> dict[str, str]:
             response = await client.get(f"{up.url}/api/v1/tags",
-                                        params={"repository": "team/up"})
+                                        params={"repository": "admin/up"})
             if response.status_code == 404:
                 return {}
             response.raise_for_status()

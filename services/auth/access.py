@@ -2,7 +2,8 @@
 
 ``caller`` says who is calling (anonymous callers are a principal too), ``require_admin`` and
 ``require_user`` gate a handler, ``readable_namespaces`` says whose repositories and activity
-the caller may see: what they may pull.
+the caller may see: what they may pull. ``CATALOG`` is what auth needs of ingest's catalog, put
+here by ingest's store context (services/server.py opens it wherever auth serves its API).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from aiohttp import web
 from services.auth.authority import TokenAuthority
 from services.auth.identity import IdentityService
 from services.auth.policy import ANONYMOUS, Principal
+from services.auth.ports import Catalog
 from services.auth.service import Authenticator
 from services.core.errors import Forbidden, Unauthorized
 
 __all__ = [
     "AUTHENTICATOR",
     "AUTHORITY",
+    "CATALOG",
     "IDENTITY",
     "caller",
     "client_address",
@@ -29,6 +32,7 @@ __all__ = [
 AUTHENTICATOR = web.AppKey("auth.authenticator", Authenticator)
 AUTHORITY = web.AppKey("auth.authority", TokenAuthority)
 IDENTITY = web.AppKey("auth.identity", IdentityService)
+CATALOG = web.AppKey("auth.catalog", Catalog)
 _PRINCIPAL = web.RequestKey("auth.principal", Principal)
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Dockyard", charset="UTF-8"'}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY
+from services.auth.access import AUTHENTICATOR, AUTHORITY, CATALOG, IDENTITY
 from services.auth.adapters.sqlite import SqliteAuthStore
 from services.auth.api import routes as identity_routes
 from services.auth.audit import Audit
@@ -22,7 +22,7 @@ from services.auth.identity import IdentityService, Permissions
 from services.auth.keys import Keyring
 from services.auth.lockout import LockoutPolicy
 from services.auth.policy import Policy
-from services.auth.ports import AuthStore
+from services.auth.ports import AuthStore, Catalog
 from services.auth.service import Authenticator, LoginOutcome, LoginPolicy
 from services.auth.sessions_app import sessions_ctx
 from services.auth.token_api import RATE_LIMITS, RateLimits
@@ -78,8 +78,9 @@ def _mongo_auth_store(database: MongoDatabase) -> MongoAuthStore:
 
 
 @asynccontextmanager
-async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
-    """The auth service on its store, for ``serve`` and for the CLI commands."""
+async def open_auth(config: Config, event_log: EventLog, catalog: Catalog) -> AsyncIterator[Auth]:
+    """The auth service on its store, for ``serve`` and for the CLI commands; ``catalog`` is
+    ingest's (services/ingest/reader.py), opened by the caller."""
     stores = AsyncExitStack()
     store = await stores.enter_async_context(open_auth_store(config))
     settings = config.auth
@@ -94,14 +95,24 @@ async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
 
     try:
         directory = await stack.enter_async_context(open_directory(config, store, audit))
+        permissions = config.permissions
+        identity = IdentityService(store, audit, Permissions(
+            create_team=permissions.create_team,
+            manage_team=permissions.manage_team,
+            create_namespace=permissions.create_namespace,
+            manage_namespace=permissions.manage_namespace,
+            change_visibility=permissions.change_visibility,
+        ), catalog)
         authority = TokenAuthority(store, keyring(config).active(), TokenSettings(
             issuer=settings.issuer,
             service=settings.service,
             ttl=settings.token_ttl_seconds,
             policy=Policy(anonymous_pull=settings.anonymous_pull,
                           delete_contributors=settings.delete_contributors,
-                          push_policy=settings.push_policy),
-        ), cache)
+                          push_policy=settings.push_policy,
+                          create_namespace_on_push=settings.create_namespace_on_push),
+        ), cache, identity.create_namespace_for_push if settings.create_namespace_on_push
+            else None)
         authenticator = Authenticator(store, LoginPolicy(
             lockout=LockoutPolicy(
                 max_failures=settings.max_failed_logins,
@@ -112,22 +123,24 @@ async def open_auth(config: Config, event_log: EventLog) -> AsyncIterator[Auth]:
             cache_seconds=settings.credential_cache_seconds,
             local_login=settings.local_login,
         ), on_login=on_login, cache=cache, directory=directory.ldap)
-        permissions = config.permissions
-        identity = IdentityService(store, audit, Permissions(
-            create_team=permissions.create_team,
-            manage_team=permissions.manage_team,
-            create_namespace=permissions.create_namespace,
-            manage_namespace=permissions.manage_namespace,
-            change_visibility=permissions.change_visibility,
-        ))
         yield Auth(store, authenticator, authority, identity, directory)
     finally:
         await stack.aclose()
         await stores.aclose()
 
 
+class _CatalogOf:
+    """The catalog ingest's store context puts in ``app``, which opens after auth's."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def repository_count(self, namespace: str) -> int:
+        return await self._app[CATALOG].repository_count(namespace)
+
+
 async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_auth(app[CONFIG], app[EVENT_LOG]) as auth:
+    async with open_auth(app[CONFIG], app[EVENT_LOG], _CatalogOf(app)) as auth:
         app[AUTHENTICATOR] = auth.authenticator
         app[AUTHORITY] = auth.authority
         app[IDENTITY] = auth.identity

@@ -3,12 +3,19 @@
 Partial authorization is not an error (distribution docs/spec/auth/token.md): each scope gets
 the intersection of the actions asked and the actions allowed, possibly none, in which case the
 scope is left out of the token and the registry answers the client with its own 401/403.
+
+One refusal is an error instead: an admin asking to push into a namespace nobody created gets
+a 403 naming it (docker and skopeo print the message), as an admin may know what exists. Anyone
+else gets nothing for it, as for a namespace they may not see; the log says why either way.
+With ``create_namespace_on_push`` the push creates the namespace first, where
+``policy.push_claim`` allows (``IdentityService.create_namespace_for_push``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from services.auth.cache import ReadCache
@@ -26,9 +33,15 @@ from services.auth.policy import (
 from services.auth.ports import AuthStore, NamespaceRecord
 from services.auth.scopes import Scope, parse_scopes
 from services.auth.tokens import Grant, IssuedToken, issue_token
+from services.core.errors import Conflict, DyError, Forbidden
 from services.core.reference import is_valid_repository, namespace_of, repository_path
 
-__all__ = ["SERVICE_PRINCIPAL", "TokenAuthority", "TokenSettings"]
+__all__ = ["SERVICE_PRINCIPAL", "NamespaceCreator", "TokenAuthority", "TokenSettings"]
+
+log = logging.getLogger("dockyard.token")
+
+# Creates the namespace a push names, for the pusher, or raises a DyError saying why not.
+NamespaceCreator = Callable[[Principal, str, Policy], Awaitable[object]]
 
 # Dockyard's own identity (catalog consumer, sync, scanner). Its name cannot be an account's.
 SERVICE_PRINCIPAL = Principal("dockyard:internal", "service", credential="internal")
@@ -51,11 +64,13 @@ class TokenAuthority:
         key: SigningKey,
         settings: TokenSettings,
         cache: ReadCache | None = None,
+        create_namespace: NamespaceCreator | None = None,
     ) -> None:
         self.store = store
         self._key = key
         self.settings = settings
         self._cache = cache or ReadCache(0)
+        self._create_namespace = create_namespace
 
     async def _namespaces(
         self, account: str | None, names: tuple[str, ...] | None
@@ -65,10 +80,55 @@ class TokenAuthority:
 
     async def grants(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
         """What ``principal`` gets of each scope asked; scopes granted nothing are left out."""
+        return (await self._judge(principal, scopes))[0]
+
+    async def authorize(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
+        """``grants`` for a token request, which may create the namespaces pushes name.
+
+        Raises Forbidden when an admin asks to push into a namespace that does not exist and
+        may not be created (module docstring).
+        """
+        granted, missing = await self._judge(principal, scopes)
+        if not missing or principal.kind not in {"user", "bot"} or not principal.enabled:
+            return granted
+        refused: list[DyError] = []
+        for name in sorted(missing):
+            try:
+                await self._create_missing(principal, name)
+            except DyError as exc:
+                log.info("push refused", extra={"sub": principal.name, "namespace": name,
+                                                "reason": exc.message})
+                refused.append(exc)
+        if refused and principal.admin:
+            raise Forbidden(refused[0].code, refused[0].message)
+        if len(refused) < len(missing):
+            granted, _ = await self._judge(principal, scopes)
+        return granted
+
+    async def _create_missing(self, principal: Principal, name: str) -> None:
+        if self._create_namespace is None:
+            raise Forbidden("namespace_not_found",
+                            f"namespace {name!r} does not exist: create it first (dockyard"
+                            " namespace add, POST /api/v1/namespaces), or set [auth]"
+                            " create_namespace_on_push")
+        try:
+            await self._create_namespace(principal, name, self.settings.policy)
+        except Conflict as exc:
+            if exc.code != "namespace_exists":
+                raise
+            # A concurrent request created it first: it exists, which is all this one needs.
+
+    async def _judge(
+        self, principal: Principal, scopes: Sequence[Scope]
+    ) -> tuple[list[Grant], set[str]]:
+        """The grants, and the namespaces that do not exist which a scope asks to push into."""
         paths = {s: _repository(s.name) for s in scopes if s.type == "repository"}
         wanted = tuple(sorted({namespace_of(p) for p in paths.values() if p is not None}))
         records = await self._namespaces(principal.name, wanted) if wanted else []
         access = {namespace.name: _access(namespace, role) for namespace, role in records}
+        missing = {namespace_of(path) for scope, path in paths.items()
+                   if path is not None and "push" in scope.actions
+                   and namespace_of(path) not in access}
         granted = []
         for scope in scopes:
             allowed: frozenset[str] = frozenset()
@@ -80,7 +140,7 @@ class TokenAuthority:
             actions = grant(scope.actions, allowed)
             if actions:
                 granted.append(Grant(scope.type, scope.name, actions))
-        return granted
+        return granted, missing
 
     async def readable_namespaces(self, principal: Principal) -> set[str] | None:
         """The namespaces whose repositories ``principal`` may pull; None means all of them."""

@@ -15,12 +15,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from services.auth.app import keyring, open_auth
 from services.auth.identity import ROLES, VISIBILITIES, IdentityService
 from services.auth.keys import KeyringError
 from services.auth.policy import Principal
+from services.auth.ports import Catalog
 from services.core.config import Config, load_config
 from services.core.errors import Invalid
 from services.core.eventlog.factory import open_event_log
@@ -31,11 +33,15 @@ __all__ = ["OPERATOR", "add_commands"]
 OPERATOR = Principal(None, "service", admin=True, credential="internal")
 
 Action = Callable[[IdentityService, argparse.Namespace], Awaitable[list[str]]]
+CatalogOpener = Callable[[Config], AbstractAsyncContextManager[Catalog]]
 Subparsers = argparse._SubParsersAction  # noqa: SLF001 - argparse exports no public name for it
 
 
-def add_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add ``user``, ``team``, ``namespace``, ``token``, ``bot`` and ``keys`` to the CLI."""
+def add_commands(
+    commands: Subparsers[argparse.ArgumentParser], open_catalog: CatalogOpener
+) -> None:
+    """Add ``user``, ``team``, ``namespace``, ``token``, ``bot`` and ``keys`` to the CLI;
+    ``open_catalog`` opens ingest's catalog, which namespace creation reads."""
     user = _group(commands, "user", "accounts")
     add = _command(user, "add", "add an account", _user_add)
     add.add_argument("name", metavar="NAME")
@@ -99,6 +105,8 @@ def add_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     remove = _with_config(keys.add_parser("remove", help="stop trusting a retired key"))
     remove.add_argument("kid", metavar="KID")
     remove.set_defaults(run=_keys_remove)
+    for group in ("user", "team", "namespace", "token", "bot"):
+        commands.choices[group].set_defaults(open_catalog=open_catalog)
 
 
 # --- identity ------------------------------------------------------------------------------
@@ -242,7 +250,8 @@ def _run(action: Action, args: argparse.Namespace) -> int:
 
 
 async def _on_identity(config: Config, action: Action, args: argparse.Namespace) -> list[str]:
-    async with open_event_log(config) as event_log, open_auth(config, event_log) as auth:
+    async with (open_event_log(config) as event_log, args.open_catalog(config) as catalog,
+                open_auth(config, event_log, catalog) as auth):
         return await action(auth.identity, args)
 
 

@@ -3,6 +3,9 @@
 Admins may do everything. Otherwise: a team's owners manage its members and its namespaces
 (each right can be limited to admins by ``[permissions]``, like Portus' ``user_permission.*``);
 users manage their own password, tokens and personal namespace. Every change is audited.
+
+A namespace created over repositories the catalog already holds under its name (pushed before
+namespaces had to exist) takes them over: only admins may do that, and the audit says so.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from services.auth.models import (
     User,
 )
 from services.auth.passwords import hash_password
-from services.auth.policy import Principal, Role, Visibility
-from services.auth.ports import AuthStore
+from services.auth.policy import Policy, Principal, Role, Visibility, push_claim
+from services.auth.ports import AuthStore, Catalog
 from services.auth.service import APP_TOKEN_PREFIX, new_secret, secret_hash
 from services.core.errors import Conflict, Forbidden, Invalid, NotFound
 from services.core.reference import is_valid_namespace
@@ -61,10 +64,13 @@ class Profile:
 
 
 class IdentityService:
-    def __init__(self, store: AuthStore, audit: Audit, permissions: Permissions) -> None:
+    def __init__(
+        self, store: AuthStore, audit: Audit, permissions: Permissions, catalog: Catalog
+    ) -> None:
         self.store = store
         self._audit = audit
         self._permissions = permissions
+        self._catalog = catalog
 
     # accounts ------------------------------------------------------------------------------
 
@@ -269,14 +275,44 @@ class IdentityService:
         _check_name(name, "namespace")
         _check_visibility(visibility)
         _check_description(description)
-        if not actor.admin:
-            if not self._permissions.create_namespace:
-                raise Forbidden("forbidden", "only admins create namespaces here")
-            await self._require_team_manager(actor, team)
-        namespace = Namespace(name, "team", visibility, description, team=team)
+        await self._require_namespace_creator(actor, team)
+        return await self._create_namespace(
+            actor, Namespace(name, "team", visibility, description, team=team), {})
+
+    async def create_namespace_for_push(
+        self, actor: Principal, name: str, policy: Policy
+    ) -> Namespace:
+        """The namespace a push into ``name`` creates (``create_namespace_on_push``), private,
+        owned as ``push_claim`` says. Raises Forbidden when this push may not create it."""
+        _check_name(name, "namespace")
+        team_role = (await self.store.roles_of(actor.name)).get(name) if actor.name else None
+        owner = push_claim(actor, team_role, policy)
+        if owner is None:
+            raise Forbidden("namespace_not_found",
+                            f"namespace {name!r} does not exist, and a push by {actor.name!r}"
+                            " may not create it")
+        team = name if owner == "team" else None
+        if team is not None:
+            await self._require_namespace_creator(actor, team)
+        return await self._create_namespace(
+            actor, Namespace(name, "team", "private", "", team=team), {"on_push": True})
+
+    async def _create_namespace(
+        self, actor: Principal, namespace: Namespace, details: dict[str, object]
+    ) -> Namespace:
+        name = namespace.name
+        adopted = await self._catalog.repository_count(name)
+        # (A name already taken is the store's Conflict to report, whatever the catalog holds.)
+        if adopted and not actor.admin and not await self.store.namespaces(None, [name]):
+            raise Forbidden("namespace_has_repositories",
+                            f"repositories named {name}/… were pushed before namespace"
+                            f" {name!r} existed; only an admin may create it (and take them"
+                            " over)")
         await self.store.create_namespace(namespace)
         await self._audit.record("namespace.create", actor.name, subject=name, namespace=name,
-                                 team=team, details={"visibility": visibility})
+                                 team=namespace.team,
+                                 details={"visibility": namespace.visibility, **details,
+                                          "adopted_repositories": adopted})
         return namespace
 
     async def update_namespace(
@@ -378,6 +414,12 @@ class IdentityService:
         if not records:
             raise NotFound("namespace_not_found", f"no namespace named {name!r}")
         return records[0]
+
+    async def _require_namespace_creator(self, actor: Principal, team: str) -> None:
+        if not actor.admin:
+            if not self._permissions.create_namespace:
+                raise Forbidden("forbidden", "only admins create namespaces here")
+            await self._require_team_manager(actor, team)
 
     async def _require_team_manager(self, actor: Principal, team: str) -> None:
         if await self.store.get_team(team) is None:

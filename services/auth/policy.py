@@ -4,9 +4,14 @@ Namespaces are personal (a user's own), team-owned, or the global namespace (nam
 ``/``). Team roles: ``viewer`` pulls; ``contributor`` also pushes (and deletes when
 ``delete_contributors``); ``owner`` also deletes and manages the team. Visibility decides who
 else pulls: ``public`` anyone (anonymous too when ``anonymous_pull``), ``protected`` anyone
-signed in, ``private`` members only. Admins may do everything. ``push_policy`` limits pushes:
-``allow-teams`` (personal and team namespaces), ``allow-personal`` (personal only),
-``admin-only``.
+signed in, ``private`` members only. Admins may do everything in a namespace that exists.
+``push_policy`` limits pushes: ``allow-teams`` (personal and team namespaces),
+``allow-personal`` (personal only), ``admin-only``.
+
+A namespace nobody created is nobody's: nothing is pushed there, by admins neither, or whoever
+created the name later would silently inherit what was pushed. With ``create_namespace_on_push``
+the push creates it first (``push_claim`` says for whom); admins still pull and delete what is
+there already (repositories pushed before this rule).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ __all__ = [
     "Visibility",
     "catalog_allowed",
     "grant",
+    "push_claim",
     "repository_actions",
 ]
 
@@ -66,6 +72,7 @@ class Policy:
     anonymous_pull: bool = True
     delete_contributors: bool = False
     push_policy: Literal["allow-teams", "allow-personal", "admin-only"] = "allow-teams"
+    create_namespace_on_push: bool = False
 
 
 def repository_actions(principal: Principal, access: Access, policy: Policy) -> frozenset[str]:
@@ -76,7 +83,7 @@ def repository_actions(principal: Principal, access: Access, policy: Policy) -> 
         # Dockyard's own identity reads manifests and layers; it never writes.
         return frozenset({PULL})
     if principal.admin:
-        return frozenset({PULL, PUSH, DELETE})
+        return frozenset({PULL, PUSH, DELETE}) if access.exists else frozenset({PULL, DELETE})
     if not access.exists:
         return NOTHING
     actions: set[str] = set()
@@ -87,6 +94,28 @@ def repository_actions(principal: Principal, access: Access, policy: Policy) -> 
     if _may_delete(principal, access, policy):
         actions.add(DELETE)
     return frozenset(actions)
+
+
+def push_claim(
+    principal: Principal, team_role: Role | None, policy: Policy
+) -> Literal["admins", "team"] | None:
+    """Who owns the namespace a push creates (``create_namespace_on_push``); None: nobody, the
+    push is refused.
+
+    An admin's push creates a namespace no team owns, which only admins manage until one of
+    them hands it to a team. Anyone else's push creates only the namespace of the team of the
+    same name, which they own (``team_role`` is their role in that team), where push_policy
+    lets teams push: what they could create through the API themselves, nothing more.
+    """
+    if not (policy.create_namespace_on_push and principal.enabled):
+        return None
+    if principal.kind not in {"user", "bot"}:
+        return None
+    if principal.admin:
+        return "admins"
+    if policy.push_policy == "allow-teams" and team_role == "owner":
+        return "team"
+    return None
 
 
 def catalog_allowed(principal: Principal) -> bool:

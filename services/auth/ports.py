@@ -18,7 +18,14 @@ from services.auth.models import (
 from services.auth.policy import Role, Visibility
 from services.core.dump import Dumped, RecordSpec
 
-__all__ = ["AUTH_RECORDS", "DIRECTORY_RECORDS", "AuthStore", "DirectoryStore", "NamespaceRecord"]
+__all__ = [
+    "AUTH_RECORDS",
+    "DIRECTORY_RECORDS",
+    "AuthStore",
+    "Catalog",
+    "DirectoryStore",
+    "NamespaceRecord",
+]
 
 # A namespace and the asking account's role in its team (None: not a member).
 NamespaceRecord = tuple[Namespace, Role | None]
@@ -202,4 +209,13 @@ class DirectoryStore(Protocol):
 
     async def load(self, records: Sequence[Dumped]) -> None:
         """Write dumped records as they are, in one transaction."""
+        ...
+
+
+class Catalog(Protocol):
+    """What the auth service reads of the catalog, which services/ingest owns: the process
+    that runs auth wires ingest's reader in (services/ingest/reader.py)."""
+
+    async def repository_count(self, namespace: str) -> int:
+        """How many repositories the catalog holds in ``namespace``."""
         ...

@@ -176,7 +176,7 @@ async def _issue(
     request: web.Request, principal: Principal, scopes: list[Any]
 ) -> tuple[IssuedToken, list[Grant]]:
     authority = request.app[AUTHORITY]
-    grants = await authority.grants(principal, scopes)
+    grants = await authority.authorize(principal, scopes)
     issued = authority.sign(principal, grants)
     # One line per token is an access log (docker asks for a token per repository it touches):
     # debug only, like aiohttp's access log. Logins are audited as identity events.

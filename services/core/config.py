@@ -147,6 +147,9 @@ class AuthConfig(_Section):
     anonymous_pull: bool = True
     delete_contributors: bool = False
     push_policy: Literal["allow-teams", "allow-personal", "admin-only"] = "allow-teams"
+    # A push into a namespace nobody created creates it (services/auth/policy.py push_claim);
+    # off: such pushes are refused, admins' too.
+    create_namespace_on_push: bool = False
     # Wrong passwords in a row that lock an account for lockout_seconds; each further one
     # doubles the lock, up to lockout_max_seconds (services/auth/lockout.py).
     max_failed_logins: int = Field(default=10, ge=1)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from services.auth.access import CATALOG
 from services.auth.audit import IDENTITY_EVENTS
 from services.core.config import Config
 from services.core.consume import Consumer
@@ -26,13 +27,14 @@ from services.ingest.api import (
 from services.ingest.consumers import REGISTRY_EVENTS, ActivityConsumer, CatalogConsumer
 from services.ingest.models import Activity
 from services.ingest.ports import ActivityStore, CatalogStore
+from services.ingest.reader import CatalogReader
 from services.ingest.sync import sync_catalog
 from services.scanner.consumers import SCAN_EVENTS
 
 if TYPE_CHECKING:
     from services.ingest.adapters.mongo import MongoActivityStore, MongoCatalogStore
 
-__all__ = ["ACTIVITY_DB", "CATALOG_DB", "open_stores", "setup"]
+__all__ = ["ACTIVITY_DB", "CATALOG_DB", "open_catalog_reader", "open_stores", "setup"]
 
 CATALOG_DB = Path("catalog.db")
 ACTIVITY_DB = Path("activity.db")
@@ -75,12 +77,20 @@ async def open_stores(config: Config) -> AsyncIterator[tuple[CatalogStore, Activ
         yield catalog, activity
 
 
+@asynccontextmanager
+async def open_catalog_reader(config: Config) -> AsyncIterator[CatalogReader]:
+    """The catalog as the auth service reads it, for the CLI (``serve`` shares the store)."""
+    async with open_stores(config) as (catalog, _):
+        yield CatalogReader(catalog)
+
+
 async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     stores = AsyncExitStack()
     catalog, activity = await stores.enter_async_context(open_stores(config))
     app[CATALOG_STORE] = catalog
     app[ACTIVITY_STORE] = activity
+    app[CATALOG] = CatalogReader(catalog)
     wakeup = asyncio.Condition()
     app[ACTIVITY_WAKEUP] = wakeup
 

@@ -36,6 +36,7 @@ from services.cli import main
 from services.core.config import Config, load_config
 from services.core.errors import Unauthorized
 from services.core.eventlog.sqlite import SqliteEventLog
+from services.ingest.app import open_catalog_reader
 from tests.support.dockyard import initialised, running_dockyard
 from tests.support.waiting import eventually
 
@@ -137,7 +138,8 @@ def signs_in(config: Config, name: str, password: str) -> bool:
         log = SqliteEventLog(config.path(config.eventlog.path))
         await log.open()
         try:
-            async with open_auth(config, log) as auth:
+            async with (open_catalog_reader(config) as catalog,
+                        open_auth(config, log, catalog) as auth):
                 await auth.authenticator.authenticate(name, password)
                 return True
         except Unauthorized:

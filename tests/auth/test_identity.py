@@ -14,7 +14,7 @@ import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import pytest
 from services.auth.adapters.sqlite import SqliteAuthStore
 from services.auth.audit import IDENTITY_EVENTS, Audit
 from services.auth.identity import IdentityService, Permissions
-from services.auth.policy import Principal
+from services.auth.policy import Policy, Principal
 from services.core.errors import Conflict, DyError, Forbidden, Invalid, NotFound
 from services.core.eventlog.sqlite import SqliteEventLog
 
@@ -48,7 +48,7 @@ async def build_world(directory: Path) -> None:
     await store.open()
     await log.open()
     try:
-        identity = IdentityService(store, Audit(log), Permissions())
+        identity = IdentityService(store, Audit(log), Permissions(), Catalog())
         await asyncio.gather(*(identity.create_user(ADMIN, name, email="", password=PASSWORD,
                                                     admin=name == "admin")
                                for name in PEOPLE))
@@ -70,12 +70,24 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @dataclass
+class Catalog:
+    """The catalog's repositories per namespace (ingest's, as auth reads it)."""
+
+    repositories: dict[str, int] = field(default_factory=dict)
+
+    async def repository_count(self, namespace: str) -> int:
+        return self.repositories.get(namespace, 0)
+
+
+@dataclass
 class World:
     store: SqliteAuthStore
     log: SqliteEventLog
+    catalog: Catalog = field(default_factory=Catalog)
 
     def identity(self, permissions: Permissions | None = None) -> IdentityService:
-        return IdentityService(self.store, Audit(self.log), permissions or Permissions())
+        return IdentityService(self.store, Audit(self.log), permissions or Permissions(),
+                               self.catalog)
 
     async def events(self) -> list[dict[str, Any]]:
         """Every identity event this test published (the world's own are not in this log)."""
@@ -506,3 +518,62 @@ async def test_token_labels_and_expiry_are_checked(
 async def test_tokens_of_someone_unknown_are_not_found(world: World) -> None:
     with pytest.raises(NotFound):
         await world.identity().create_token(ADMIN, "nobody", "ci")
+
+
+# --- namespaces over repositories pushed before them (issue 15) -----------------------------
+
+
+async def test_only_admins_create_a_namespace_over_existing_repositories(world: World) -> None:
+    world.catalog.repositories["devtools"] = 3  # pushed before namespaces had to exist
+    with pytest.raises(Forbidden) as refused:
+        await world.identity().create_namespace(person("olivia"), "devtools", team="devs")
+    assert refused.value.code == "namespace_has_repositories"
+    assert await world.store.namespaces(None, ["devtools"]) == []
+
+    await world.identity().create_namespace(ADMIN, "devtools", team="devs")
+    (event,) = [e for e in await world.events() if e["type"] == "namespace.create"]
+    assert (event["actor"], event["namespace"], event["team"]) == ("admin", "devtools", "devs")
+    assert event["details"]["adopted_repositories"] == 3
+
+
+async def test_a_new_namespace_records_that_it_adopted_nothing(world: World) -> None:
+    await world.identity().create_namespace(person("olivia"), "devtools", team="devs")
+    (event,) = [e for e in await world.events() if e["type"] == "namespace.create"]
+    assert event["details"] == {"visibility": "private", "adopted_repositories": 0}
+
+
+ON_PUSH = Policy(create_namespace_on_push=True)
+
+
+async def test_an_admins_push_creates_a_namespace_no_team_owns(world: World) -> None:
+    world.catalog.repositories["legacy"] = 2
+    created = await world.identity().create_namespace_for_push(ADMIN, "legacy", ON_PUSH)
+    assert (created.kind, created.team, created.visibility) == ("team", None, "private")
+    (event,) = [e for e in await world.events() if e["type"] == "namespace.create"]
+    assert (event["actor"], event["team"], event["details"]) == (
+        "admin", None, {"visibility": "private", "on_push": True, "adopted_repositories": 2})
+    # Only admins see or manage it until one of them hands it to a team.
+    with pytest.raises(NotFound):
+        await world.identity().get_namespace(person("olivia"), "legacy")
+    await world.identity().update_namespace(ADMIN, "legacy", team="devs")
+    assert (await world.identity().get_namespace(person("olivia"), "legacy")).team == "devs"
+
+
+async def test_a_team_owners_push_creates_only_their_teams_namespace(world: World) -> None:
+    identity = world.identity()
+    await identity.create_team(person("carl"), "carls", owner="carl")
+    created = await identity.create_namespace_for_push(person("carl"), "carls", ON_PUSH)
+    assert created.team == "carls"
+    for who, name in (("carl", "devs"), ("olivia", "other"), ("vera", "carls2")):
+        with pytest.raises(Forbidden):  # a contributor of devs; no team "other"; no team
+            await identity.create_namespace_for_push(person(who), name, ON_PUSH)
+    with pytest.raises(Forbidden):  # switched off
+        await identity.create_namespace_for_push(person("olivia"), "devs", Policy())
+    with pytest.raises(Forbidden):  # [permissions] create_namespace = false
+        await world.identity(Permissions(create_namespace=False)).create_namespace_for_push(
+            person("olivia"), "devs", ON_PUSH)
+    world.catalog.repositories["devs"] = 1
+    with pytest.raises(Forbidden) as refused:
+        await identity.create_namespace_for_push(person("olivia"), "devs", ON_PUSH)
+    assert refused.value.code == "namespace_has_repositories"
+    assert [ns.name for ns, _ in await world.store.namespaces(None, ["devs", "other"])] == []

@@ -11,8 +11,13 @@ Every row is written out by hand from the model, not computed:
 - ``push_policy``: ``allow-teams`` (personal and team namespaces), ``allow-personal`` (the
   own personal namespace only), ``admin-only``. It limits pushes, not deletes (Portus'
   ``NamespacePolicy#destroy?`` does not look at it).
-- admins may do everything, even where no namespace exists yet; Dockyard's own identity only
-  pulls; a disabled account may do nothing, admin or not.
+- admins may do everything where a namespace exists; where none does they pull and delete
+  (repositories pushed before it had to exist) but never push, so no name holds content its
+  later creator inherits (issue 15); Dockyard's own identity only pulls; a disabled account
+  may do nothing, admin or not.
+- ``create_namespace_on_push`` lets a push create the namespace first (``push_claim``): an
+  admin's, owned by no team; a team owner's, the namespace named after their team, where
+  push_policy lets teams push. Nobody else's.
 - the credential (password, application token, refresh token) never changes the answer.
 """
 
@@ -32,6 +37,7 @@ from services.auth.policy import (
     Visibility,
     catalog_allowed,
     grant,
+    push_claim,
     repository_actions,
 )
 
@@ -75,6 +81,7 @@ POLICIES = {
     "del-contrib": Policy(delete_contributors=True),
     "allow-personal": Policy(push_policy="allow-personal"),
     "admin-only": Policy(push_policy="admin-only"),
+    "on-push": Policy(create_namespace_on_push=True),
 }
 
 # The table ---------------------------------------------------------------------------------
@@ -149,11 +156,14 @@ TABLE: list[tuple[str, str, Namespace, str, str, str]] = [
     ("disabled admin", "-",           "global",  "protected", "default",        "-"),
     ("user",           "-",           "global",  "protected", "del-contrib",    "pull"),
     ("user",           "-",           "global",  "protected", "allow-personal", "pull"),
-    # a namespace that does not exist: nothing, except for admins and Dockyard itself
+    # a namespace that does not exist: nothing, except for admins (no push) and Dockyard itself
     ("user",           "-",           "missing", "private",   "default",        "-"),
     ("bot",            "-",           "missing", "private",   "default",        "-"),
     ("anonymous",      "-",           "missing", "private",   "default",        "-"),
-    ("admin",          "-",           "missing", "private",   "default",        "pull push delete"),
+    ("admin",          "-",           "missing", "private",   "default",        "pull delete"),
+    ("admin",          "-",           "missing", "private",   "on-push",        "pull delete"),
+    ("admin",          "-",           "missing", "private",   "admin-only",     "pull delete"),
+    ("user",           "-",           "missing", "private",   "on-push",        "-"),
     ("service",        "-",           "missing", "private",   "default",        "pull"),
     ("disabled admin", "-",           "missing", "private",   "default",        "-"),
     # anonymous_pull off: public means "anyone signed in"
@@ -286,3 +296,37 @@ def test_only_admins_and_dockyard_list_the_catalog(who, allowed, credential):
     principal = Principal(principal.name, principal.kind, admin=principal.admin,
                           enabled=principal.enabled, credential=credential)
     assert catalog_allowed(principal) is allowed
+
+
+# pushes into a namespace nobody created ----------------------------------------------------
+
+# who, their role in the team named like the namespace, policy → who owns what the push creates
+CLAIMS = [
+    ("admin",          "-",           "default",        None),
+    ("admin",          "-",           "on-push",        "admins"),
+    ("admin",          "owner",       "on-push",        "admins"),
+    ("admin",          "-",           "on-push personal", "admins"),
+    ("user",           "owner",       "on-push",        "team"),
+    ("bot",            "owner",       "on-push",        "team"),
+    ("user",           "owner",       "default",        None),
+    ("user",           "contributor", "on-push",        None),
+    ("user",           "viewer",      "on-push",        None),
+    ("user",           "-",           "on-push",        None),
+    ("user",           "owner",       "on-push personal", None),
+    ("user",           "owner",       "on-push admin-only", None),
+    ("anonymous",      "-",           "on-push",        None),
+    ("service",        "-",           "on-push",        None),
+    ("disabled admin", "-",           "on-push",        None),
+    ("disabled user",  "owner",       "on-push",        None),
+]
+CLAIM_POLICIES = POLICIES | {
+    "on-push personal": Policy(create_namespace_on_push=True, push_policy="allow-personal"),
+    "on-push admin-only": Policy(create_namespace_on_push=True, push_policy="admin-only"),
+}
+
+
+@pytest.mark.parametrize(("who", "role", "policy", "owner"), CLAIMS,
+                         ids=[f"{w}|{r}|{p}" for w, r, p, _ in CLAIMS])
+def test_who_a_push_creates_a_namespace_for(who, role, policy, owner):
+    team_role = None if role == "-" else cast("Role", role)
+    assert push_claim(WHO[who], team_role, CLAIM_POLICIES[policy]) == owner

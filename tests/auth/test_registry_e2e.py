@@ -21,11 +21,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jwt
 import pytest
 import pytest_asyncio
 
-from services.auth.access import IDENTITY
+from services.auth.access import AUTHORITY, IDENTITY
 from services.auth.policy import Principal, Role, Visibility
+from services.auth.tokens import Grant
 from services.core.config import Config
 from services.core.registry import ManifestNotFound
 from services.core.web import REGISTRY
@@ -37,6 +39,7 @@ from tests.support.dockyard import (
     running_dockyard,
 )
 from tests.support.images import build_oci_image
+from tests.support.openapi import assert_matches_openapi
 from tests.support.registry import (
     RegistryProcess,
     SkopeoError,
@@ -324,6 +327,161 @@ async def test_global_namespace_admins_push_signed_in_users_pull(
     await pull(world, None, repository, "1", tmp_path / "anonymous", allowed=False)
     await delete(world, world.creds["owner"], repository, "1", allowed=False)
     assert await digest_in_registry(world, repository, "1") == world.digests["global-1"]
+
+
+# namespaces nobody created (issue 15) -----------------------------------------------------
+
+
+async def test_nobody_pushes_into_a_namespace_nobody_created(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin's push into a name no namespace holds used to succeed, and whoever created the
+    namespace later inherited what was there. Now it is refused with the name, admins first."""
+    repository = "unclaimed/app"
+    with pytest.raises(SkopeoError) as refused:
+        await asyncio.to_thread(skopeo_copy, f"oci:{world.layout}:global-1",
+                                world.ref(repository, "1"), creds=ADMIN_CREDS)
+    assert "403" in str(refused.value)  # skopeo prints the status of a refused token request
+    # … and the docker CLI the token endpoint's distribution-style error, naming the namespace.
+    scope = f"repository:{repository}:pull,push"
+    asked = await world.dockyard.client.get("/v2/token", params={
+        "service": world.dockyard.config.auth.service, "scope": scope})
+    assert asked.status_code == 403
+    (error,) = asked.json()["errors"]
+    assert error["code"] == "DENIED"
+    assert error["message"].startswith("namespace 'unclaimed' does not exist: create it first")
+    # Anyone else is refused as for a namespace they may not see; the operator's log says why.
+    with caplog.at_level("INFO", logger="dockyard.token"):
+        await push(world, world.creds["owner"], "global-2", repository, "2", allowed=False)
+    assert any(r.getMessage() == "push refused" and getattr(r, "namespace", None) == "unclaimed"
+               and getattr(r, "sub", None) == "owner" for r in caplog.records)
+    assert await digest_in_registry(world, repository, "1") is None
+    assert await digest_in_registry(world, repository, "2") is None
+
+    # Once the namespace exists, its team pushes there.
+    await world.dockyard.app[IDENTITY].create_namespace(
+        Principal("owner", "user"), "unclaimed", team=TEAM)
+    await push(world, world.creds["contributor"], "global-2", repository, "3", allowed=True)
+    assert await digest_in_registry(world, repository, "3") == world.digests["global-2"]
+
+
+async def token_access(world: World, creds: str, scope: str) -> tuple[int, list[Any]]:
+    user, _, secret = creds.partition(":")
+    response = await world.dockyard.client.get(
+        "/v2/token", params={"service": world.dockyard.config.auth.service, "scope": scope},
+        auth=(user, secret))
+    claims = jwt.decode(response.json()["token"], options={"verify_signature": False})
+    return response.status_code, claims["access"]
+
+
+async def test_a_missing_namespace_looks_like_a_private_one_to_non_admins(world: World) -> None:
+    for actor in ("outsider", "owner", "bot", "app-token"):
+        creds = world.creds[actor]
+        assert creds is not None
+        for actions in ("pull", "pull,push", "*"):
+            missing = await token_access(world, creds, f"repository:nowhere/app:{actions}")
+            hidden = await token_access(world, creds, f"repository:{TEAM}-private/app:{actions}"
+                                        ) if actor == "outsider" else missing
+            assert missing == hidden == (200, []), (actor, actions)
+    # Admins pull (and delete) what may be there already; they only may not push.
+    assert await token_access(world, ADMIN_CREDS, "repository:nowhere/app:pull") == (
+        200, [{"type": "repository", "name": "nowhere/app", "actions": ["pull"]}])
+
+
+async def test_only_admins_adopt_repositories_pushed_before_their_namespace(
+    world: World
+) -> None:
+    """Repositories pushed into a name before namespaces had to exist (simulated with the token
+    the old rule gave an admin) are nobody's: invisible to everyone but admins, and taken over
+    only by a namespace an admin creates, which says so on the log."""
+    old_token = world.dockyard.app[AUTHORITY].sign(
+        Principal("admin", "user", admin=True),
+        [Grant("repository", "relic/app", frozenset({"pull", "push"}))]).token
+    digest = await asyncio.to_thread(skopeo_copy, f"oci:{world.layout}:global-1",
+                                     world.ref("relic/app", "1"), dest_token=old_token)
+    await eventually(partial(catalog_tags, world.dockyard, "relic/app"), lambda t: "1" in t,
+                     what="relic/app:1 in the catalog")
+    owner = ("owner", PASSWORD)
+    seen = await world.dockyard.client.get("/api/v1/tags", params={"repository": "relic/app"},
+                                           auth=owner)
+    assert seen.status_code == 404
+
+    refused = await world.dockyard.client.post(
+        "/api/v1/namespaces", json={"name": "relic", "team": TEAM}, auth=owner)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "namespace_has_repositories"
+    created = await world.dockyard.client.post(
+        "/api/v1/namespaces", json={"name": "relic", "team": TEAM})
+    assert created.status_code == 201, created.text
+
+    async def creations() -> list[dict[str, Any]]:
+        response = await world.dockyard.client.get(
+            "/api/v1/activities", params={"type": "namespace.create", "namespace": "relic"})
+        return list(response.json()["items"])
+
+    (event,) = await eventually(creations, bool, what="namespace.create of relic")
+    assert (event["actor"], event["team"]) == ("admin", TEAM)
+    assert event["details"]["adopted_repositories"] == 1
+    # Now the team's, as any of its repositories.
+    assert await pull(world, world.creds["viewer"], "relic/app", "1", world.layout.parent / "r",
+                      allowed=True) == digest
+
+
+@pytest.fixture
+def on_push_config(tmp_path: Path) -> Config:
+    """``[auth] create_namespace_on_push`` on, through the environment as an operator would."""
+    require_registry_tools()
+    return initialised(tmp_path / "data", f"http://127.0.0.1:{free_port()}",
+                       auth_create_namespace_on_push="true")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def on_push(on_push_config: Config, tmp_path: Path) -> AsyncIterator[World]:
+    """A second registry and Dockyard, running with ``on_push_config``: team ``crew`` is owned
+    by lead, with member a contributor."""
+    config = on_push_config
+    with registry_for(config) as registry:
+        async with running_dockyard(config) as dockyard:
+            identity = dockyard.app[IDENTITY]
+            for name in ("lead", "member"):
+                await identity.create_user(ADMIN, name, email=f"{name}@example.test",
+                                           password=PASSWORD)
+            await identity.create_team(ADMIN, "crew", owner="lead")
+            await identity.set_member(ADMIN, "crew", "member", "contributor")
+            layout = tmp_path / "oci"
+            digests = {"seed": build_oci_image(layout, "seed", LAYERS, salt="on-push")}
+            creds: dict[str, str | None] = {name: f"{name}:{PASSWORD}"
+                                            for name in ("lead", "member")}
+            yield World(dockyard, registry, layout, creds, {}, digests)
+
+
+async def test_with_create_namespace_on_push_the_push_creates_and_audits_it(
+    on_push: World
+) -> None:
+    client = on_push.dockyard.client
+    # An admin's push creates a private namespace no team owns (admins hand it to one later).
+    await push(on_push, ADMIN_CREDS, "seed", "fresh/app", "1", allowed=True)
+    fresh = (await client.get("/api/v1/namespaces/fresh")).json()
+    assert (fresh["team"], fresh["visibility"]) == (None, "private")
+    # A team owner's push creates their team's namespace, and only that one.
+    await push(on_push, on_push.creds["lead"], "seed", "crew/app", "1", allowed=True)
+    assert (await client.get("/api/v1/namespaces/crew")).json()["team"] == "crew"
+    await push(on_push, on_push.creds["lead"], "seed", "elsewhere/app", "1", allowed=False)
+    # A contributor's push creates nothing, not even their team's namespace-to-be.
+    await push(on_push, on_push.creds["member"], "seed", "other/app", "1", allowed=False)
+    for name in ("elsewhere", "other"):
+        assert (await client.get(f"/api/v1/namespaces/{name}")).status_code == 404
+        assert await digest_in_registry(on_push, f"{name}/app", "1") is None
+    assert await digest_in_registry(on_push, "crew/app", "1") == on_push.digests["seed"]
+
+    async def creations() -> list[tuple[str, str, str | None, bool]]:
+        response = await client.get("/api/v1/activities", params={"type": "namespace.create"})
+        assert_matches_openapi(response, "/api/v1/activities", "get")
+        return sorted((a["subject"], a["actor"], a["team"], a["details"].get("on_push"))
+                      for a in response.json()["items"])
+
+    assert await eventually(creations, lambda c: len(c) >= 2, what="namespace.create") == [
+        ("crew", "lead", "crew", True), ("fresh", "admin", None, True)]
 
 
 # credentials that stop working -------------------------------------------------------------

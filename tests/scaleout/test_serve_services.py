@@ -96,7 +96,10 @@ async def test_a_real_push_through_auth_and_ingest_processes(
     config_path = config.server.data_dir / "dockyard.toml"
     if backend:
         await asyncio.to_thread(add_admin, config_path, backend)
-    auth = await start(processes, serve(config, tmp_path, "auth", env=backend))
+    # The admin pushes straight into team/…: the push creates the namespace, which the auth
+    # process alone can do (it reads the catalog through ingest's module).
+    auth = await start(processes, serve(config, tmp_path, "auth", env={
+        **backend, "DOCKYARD_AUTH_CREATE_NAMESPACE_ON_PUSH": "true"}))
     ingest = await start(processes, serve(config, tmp_path, "ingest", env=backend))
     # As behind a proxy that routes /v2/token to auth and the webhook to ingest.
     registry_file = config.path(Path("registry.yml"))

@@ -23,6 +23,8 @@ def initialised_for_scans(data_dir: Path, **overrides: str) -> Config:
     ``tests.support.dockyard.initialised`` takes them (``scanner_backend="clair"``)."""
     require_registry_tools()
     overrides.setdefault("scanner_poll_seconds", "0.2")
+    # The admin pushes straight into team/…: the push creates the namespace.
+    overrides.setdefault("auth_create_namespace_on_push", "true")
     return initialised(data_dir, f"http://127.0.0.1:{free_port()}", **overrides)
 
 

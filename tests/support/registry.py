@@ -201,12 +201,14 @@ def skopeo_copy(
     creds: str | None = None,
     format: str | None = None,  # noqa: A002 -- named after skopeo's --format
     all: bool = False,  # noqa: A002 -- named after skopeo's --all
+    dest_token: str | None = None,
     timeout: float = 60.0,
 ) -> str:
     """``skopeo copy SRC DEST``; return the digest of the manifest written to DEST.
 
     ``creds`` (``user:password``) is used for whichever side is a ``docker://`` reference.
     ``format`` is ``oci``, ``v2s2`` …; ``all`` copies every platform of an index.
+    ``dest_token`` is a registry token to push with, instead of asking the token endpoint.
     """
     args = ["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"]
     if creds is not None and src.startswith("docker://"):
@@ -217,6 +219,8 @@ def skopeo_copy(
         args += ["--format", format]
     if all:
         args.append("--all")
+    if dest_token is not None:
+        args += ["--dest-registry-token", dest_token]
     with tempfile.TemporaryDirectory(prefix="dockyard-skopeo-") as scratch:
         digest_file = Path(scratch) / "digest"
         _skopeo([*args, "--digestfile", str(digest_file), src, dest], timeout)
