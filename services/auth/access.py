@@ -15,7 +15,9 @@ from services.auth.identity import IdentityService
 from services.auth.policy import ANONYMOUS, Principal
 from services.auth.ports import Catalog
 from services.auth.service import Authenticator
+from services.core import http
 from services.core.errors import Forbidden, Unauthorized
+from services.core.web import CONFIG
 
 __all__ = [
     "AUTHENTICATOR",
@@ -53,10 +55,13 @@ async def caller(request: web.Request) -> Principal:
 
 
 def client_address(request: web.Request) -> str:
-    """The address sign-in failures and token requests are counted by: the peer's, as the
-    server sees it. Dockyard has no trusted-proxy setting, so it believes no
-    ``X-Forwarded-For``; behind a proxy, every client is the proxy's address."""
-    return request.remote or ""
+    """The address sign-in failures and token requests are counted by: the peer's, or, when
+    the peer is one of ``[server] trusted_proxies``, the client their X-Forwarded-For names."""
+    peer = request.remote or ""
+    trusted = request.app[CONFIG].server.trusted_proxies
+    if not trusted:
+        return peer
+    return http.client_address(peer, request.headers.getall("X-Forwarded-For", []), trusted)
 
 
 async def require_user(request: web.Request) -> Principal:

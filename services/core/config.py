@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -51,11 +59,22 @@ class ServerConfig(_Listening):
     listen: str = "127.0.0.1:5050"
     external_url: str = "http://127.0.0.1:5050"
     data_dir: Path = Path()
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the client's
+    # address, which lockout throttling and rate limits count by, is then the last hop they
+    # name that is not one of them. Empty: the peer's own address, whatever the headers say.
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
         return _listen_address(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # The environment variable holds one string: addresses and networks, comma-separated.
+        return [part.strip() for part in value.split(",") if part.strip()] \
+            if isinstance(value, str) else value
 
 
 def _listen_address(value: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from services.core.errors import DyError
 
 __all__ = [
     "ApiError",
+    "client_address",
     "decode_cursor",
     "encode_cursor",
     "error_middleware",
@@ -115,3 +117,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(500, "internal_error", "internal error; the server log has details")
+
+
+def client_address(peer: str, forwarded_for: list[str],
+                   trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
+    """The client's address: ``peer`` itself, unless it is a trusted proxy; then the last hop
+    of ``X-Forwarded-For`` (each header value a comma-separated list, appended to left to
+    right) that is not a trusted proxy, as nginx's ``real_ip_recursive`` takes it. A hop that is
+    not an address (forged, or ``unknown``) ends the walk: nothing left of it is believed."""
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    address = peer
+    while _trusted(address, trusted) and hops:
+        candidate = hops.pop()
+        if not _is_address(candidate):
+            break
+        address = candidate
+    return address
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _trusted(address: str,
+             trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    if not trusted:
+        return False
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in trusted)

@@ -502,6 +502,30 @@ async def test_failures_from_one_address_are_throttled(tmp_path):
                                     auth=login("carl"))).status_code == 200
 
 
+async def test_behind_a_trusted_proxy_failures_count_by_the_forwarded_address(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins_per_address="2",
+                        server_trusted_proxies="127.0.0.1") as world:
+        def via(client: str) -> dict[str, str]:
+            return {"X-Forwarded-For": f"198.51.100.9, {client}"}
+        for name in ("alice", "bob"):
+            await assert_401(await world.get(auth=(name, "wrong"), headers=via("203.0.113.7")))
+        throttled = await world.get(auth=login("carl"), headers=via("203.0.113.7"))
+        assert error_code(throttled) == "too_many_failures"
+        # the proxy's other clients keep signing in
+        assert (await world.get(auth=login("carl"), headers=via("203.0.113.8"))).status_code \
+            == 200
+
+
+async def test_without_trusted_proxies_a_forwarded_address_escapes_nothing(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins_per_address="2") as world:
+        for i, name in enumerate(("alice", "bob")):
+            await assert_401(await world.get(auth=(name, "wrong"),
+                                             headers={"X-Forwarded-For": f"203.0.113.{i}"}))
+        throttled = await world.get(auth=login("carl"),
+                                    headers={"X-Forwarded-For": "203.0.113.99"})
+        assert error_code(throttled) == "too_many_failures"
+
+
 async def test_parallel_guesses_from_one_address_verify_at_most_its_budget(
         tmp_path, verifications):
     async with world_of(tmp_path, auth_max_failed_logins_per_address="4") as world:

@@ -65,6 +65,8 @@ def test_an_environment_value_alone_can_supply_a_required_key(tmp_path: Path) ->
         ('[webhook]\nsecret = "short"\n', {}, "webhook.secret:"),
         (MINIMAL, {"DOCKYARD_METRICS_TOKEN": "short"}, "metrics.token:"),
         (MINIMAL, {"DOCKYARD_METRICS_LISTEN": "9102"}, "metrics.listen:"),
+        (MINIMAL, {"DOCKYARD_SERVER_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"},
+         "server.trusted_proxies.1:"),
         ("", {}, "webhook: Field required"),
     ],
 )
