@@ -7,6 +7,11 @@ else pulls: ``public`` anyone (anonymous too when ``anonymous_pull``), ``protect
 signed in, ``private`` members only. Admins may do everything. ``push_policy`` limits pushes:
 ``allow-teams`` (personal and team namespaces), ``allow-personal`` (personal only),
 ``admin-only``.
+
+Who may read what follows from pulling: a namespace's repositories, tags, scans, search hits
+and activity are seen by whoever may pull from it, and by nobody else (``ReadScope``). Who
+pushed from where (addresses, user agents) is for the namespace's managers: admins, the user
+of a personal namespace, the owners of the team owning it (``manages``).
 """
 
 from __future__ import annotations
@@ -16,14 +21,17 @@ from typing import Literal
 
 __all__ = [
     "ANONYMOUS",
+    "NOTHING_READABLE",
     "Access",
     "Credential",
     "Policy",
     "Principal",
+    "ReadScope",
     "Role",
     "Visibility",
     "catalog_allowed",
     "grant",
+    "manages",
     "repository_actions",
 ]
 
@@ -87,6 +95,39 @@ def repository_actions(principal: Principal, access: Access, policy: Policy) -> 
     if _may_delete(principal, access, policy):
         actions.add(DELETE)
     return frozenset(actions)
+
+
+def manages(principal: Principal, access: Access) -> bool:
+    """Whether ``principal`` manages the namespace described: admins, the user of a personal
+    namespace and the owners of the owning team."""
+    if not principal.enabled:
+        return False
+    if principal.admin:
+        return True
+    return access.exists and (_owns(principal, access) or access.role == "owner")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadScope:
+    """What a principal may read: the namespaces it may pull from (``readable``) and those it
+    manages (``managed``), each None for all of them (admins)."""
+
+    readable: frozenset[str] | None
+    managed: frozenset[str] | None
+
+    @property
+    def everything(self) -> bool:
+        """Admins: every namespace, and what concerns no namespace (accounts, teams)."""
+        return self.readable is None
+
+    def sees(self, namespace: str) -> bool:
+        return self.readable is None or namespace in self.readable
+
+    def manages(self, namespace: str) -> bool:
+        return self.managed is None or namespace in self.managed
+
+
+NOTHING_READABLE = ReadScope(frozenset(), frozenset())
 
 
 def catalog_allowed(principal: Principal) -> bool:

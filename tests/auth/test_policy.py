@@ -32,6 +32,7 @@ from services.auth.policy import (
     Visibility,
     catalog_allowed,
     grant,
+    manages,
     repository_actions,
 )
 
@@ -286,3 +287,28 @@ def test_only_admins_and_dockyard_list_the_catalog(who, allowed, credential):
     principal = Principal(principal.name, principal.kind, admin=principal.admin,
                           enabled=principal.enabled, credential=credential)
     assert catalog_allowed(principal) is allowed
+
+
+# who manages a namespace (sees addresses and user agents in its activity) ----------------
+
+@pytest.mark.parametrize(
+    ("who", "namespace", "role", "expected"),
+    [
+        ("admin", "missing", "-", True),
+        ("disabled admin", "team", "owner", False),
+        ("user", "own", "-", True),
+        ("user", "other's", "-", False),
+        ("user", "team", "owner", True),
+        ("user", "team", "contributor", False),
+        ("user", "team", "viewer", False),
+        ("user", "team", "-", False),
+        ("user", "global", "-", False),
+        ("bot", "team", "owner", True),
+        ("bot", "team", "viewer", False),
+        ("anonymous", "team", "-", False),
+        ("disabled user", "own", "-", False),
+    ],
+)
+def test_who_manages_a_namespace(who: str, namespace: Namespace, role: str,
+                                 expected: bool) -> None:
+    assert manages(WHO[who], access_of(namespace, role, "public")) is expected
