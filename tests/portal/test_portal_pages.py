@@ -714,3 +714,17 @@ async def test_notices_carry_any_text(anonymous: ClientSession, app: web.Applica
     _, page = await form_post(anonymous, "/tokens", "/tokens/revoke",
                               {"label": "ключ — laptop"})
     assert "Token ключ — laptop revoked." in page
+
+
+async def test_the_live_feed_ends_with_the_session(
+        anonymous: ClientSession, app: web.Application) -> None:
+    await make_user(app, "alice")
+    await sign_in(anonymous, "alice", PASSWORD)
+    async with asyncio.timeout(20):
+        stream = await anonymous.get("/activity/stream")
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        await app[IDENTITY].set_enabled(ADMIN, "alice", enabled=False)
+        # The server ends the stream (at its next check, within STREAM_RECHECK_SECONDS).
+        while await stream.content.readline():
+            pass
+        stream.close()
