@@ -1,9 +1,12 @@
 """The auth service's module API for the other services' request handlers.
 
 ``caller`` says who is calling (anonymous callers are a principal too), ``require_admin`` and
-``require_user`` gate a handler, ``readable_namespaces`` says whose repositories and activity
-the caller may see: what they may pull. ``CATALOG`` is what auth needs of ingest's catalog, put
-here by ingest's store context (services/server.py opens it wherever auth serves its API).
+``require_user`` gate a handler, ``read_scope`` says whose repositories and activity the caller
+may see (what they may pull) and whose details they manage; every read path asks it, and
+answers 404 for whatever is out of scope, exactly as for what does not exist.
+``fresh_read_scope`` asks again with the request's credential checked anew, for responses that
+outlive a request (event streams). ``CATALOG`` is what auth needs of ingest's catalog, put here
+by ingest's store context (services/server.py opens it wherever auth serves its API).
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from aiohttp import web
 
 from services.auth.authority import TokenAuthority
 from services.auth.identity import IdentityService
-from services.auth.policy import ANONYMOUS, Principal
+from services.auth.policy import ANONYMOUS, Principal, ReadScope
 from services.auth.ports import Catalog
 from services.auth.service import Authenticator
 from services.core import http
-from services.core.errors import Forbidden, Unauthorized
+from services.core.errors import DyError, Forbidden, Unauthorized
 from services.core.web import CONFIG
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "IDENTITY",
     "caller",
     "client_address",
+    "fresh_read_scope",
+    "read_scope",
     "readable_namespaces",
     "require_admin",
     "require_user",
@@ -36,6 +41,7 @@ AUTHORITY = web.AppKey("auth.authority", TokenAuthority)
 IDENTITY = web.AppKey("auth.identity", IdentityService)
 CATALOG = web.AppKey("auth.catalog", Catalog)
 _PRINCIPAL = web.RequestKey("auth.principal", Principal)
+_SCOPE = web.RequestKey("auth.read_scope", ReadScope)
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Dockyard", charset="UTF-8"'}
 
@@ -82,3 +88,22 @@ async def require_admin(request: web.Request) -> Principal:
 async def readable_namespaces(request: web.Request, principal: Principal) -> set[str] | None:
     """The namespaces whose repositories ``principal`` may pull; None means all of them."""
     return await request.app[AUTHORITY].readable_namespaces(principal)
+
+
+async def read_scope(request: web.Request) -> ReadScope:
+    """What the caller of this request may read and manage (looked up once per request)."""
+    if _SCOPE in request:
+        return request[_SCOPE]
+    scope = await request.app[AUTHORITY].read_scope(await caller(request))
+    request[_SCOPE] = scope
+    return scope
+
+
+async def fresh_read_scope(request: web.Request) -> ReadScope | None:
+    """The caller's read scope now, its credential checked again; None once the credential no
+    longer holds (a revoked or expired token, a disabled account, a changed password)."""
+    try:
+        found = await request.app[AUTHENTICATOR].from_header(request.headers.get("Authorization"))
+    except DyError:  # Unauthorized, or a directory that cannot say: either way, stop
+        return None
+    return await request.app[AUTHORITY].read_scope(found or ANONYMOUS)

@@ -22,12 +22,15 @@ from services.auth.cache import ReadCache
 from services.auth.keys import SigningKey
 from services.auth.models import Namespace
 from services.auth.policy import (
+    NOTHING_READABLE,
     Access,
     Policy,
     Principal,
+    ReadScope,
     Role,
     catalog_allowed,
     grant,
+    manages,
     repository_actions,
 )
 from services.auth.ports import AuthStore, NamespaceRecord
@@ -142,16 +145,26 @@ class TokenAuthority:
                 granted.append(Grant(scope.type, scope.name, actions))
         return granted, missing
 
+    async def read_scope(self, principal: Principal) -> ReadScope:
+        """What ``principal`` may read (the namespaces it may pull from) and manage: the one
+        visibility decision of every read path (API, search, scans, portal, event streams)."""
+        if not principal.enabled:
+            return NOTHING_READABLE
+        if principal.admin:
+            return ReadScope(None, None)
+        records = await self._namespaces(principal.name, None)
+        policy = self.settings.policy
+        readable = frozenset(
+            namespace.name for namespace, role in records
+            if "pull" in repository_actions(principal, _access(namespace, role), policy))
+        managed = frozenset(namespace.name for namespace, role in records
+                            if manages(principal, _access(namespace, role)))
+        return ReadScope(readable, managed & readable)
+
     async def readable_namespaces(self, principal: Principal) -> set[str] | None:
         """The namespaces whose repositories ``principal`` may pull; None means all of them."""
-        if principal.admin:
-            return None
-        records = await self._namespaces(principal.name, None)
-        return {
-            namespace.name for namespace, role in records
-            if "pull" in repository_actions(principal, _access(namespace, role),
-                                            self.settings.policy)
-        }
+        readable = (await self.read_scope(principal)).readable
+        return None if readable is None else set(readable)
 
     async def issue(self, principal: Principal, scopes: Sequence[Scope]) -> IssuedToken:
         return self.sign(principal, await self.grants(principal, scopes))

@@ -6,6 +6,10 @@ users manage their own password, tokens and personal namespace. Every change is 
 
 A namespace created over repositories the catalog already holds under its name (pushed before
 namespaces had to exist) takes them over: only admins may do that, and the audit says so.
+What a caller may not see is not found, exactly as what does not exist, so that a refusal never
+tells whether an account, a team or a namespace exists: a non-admin sees their own account and
+those of their teams' members, the teams they are in, and the namespaces they may pull from.
+Only what they see but may not change is forbidden.
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ from services.auth.models import (
     User,
 )
 from services.auth.passwords import hash_password
-from services.auth.policy import Policy, Principal, Role, Visibility, push_claim
+from services.auth.policy import (
+    Access,
+    Policy,
+    Principal,
+    Role,
+    Visibility,
+    push_claim,
+    repository_actions,
+)
 from services.auth.ports import AuthStore, Catalog
 from services.auth.service import APP_TOKEN_PREFIX, new_secret, secret_hash
 from services.core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -121,13 +133,11 @@ class IdentityService:
         return user
 
     async def change_password(self, actor: Principal, name: str, password: str) -> None:
+        found = await self._visible_user(actor, name)
         if not actor.admin and actor.name != name:
             raise Forbidden("forbidden", "only admins change other accounts' passwords")
         _check_password(password)
-        found = await self.store.get_user(name)
-        if found is None:
-            raise NotFound("user_not_found", f"no account named {name!r}")
-        if found[0].kind == "bot":
+        if found.kind == "bot":
             raise Invalid("bot_password", "bots sign in with application tokens only")
         await self.store.update_user(
             name, password_hash=await asyncio.to_thread(hash_password, password))
@@ -159,10 +169,10 @@ class IdentityService:
         ``enabled`` and ``admin`` are for admins; ``password`` and ``email`` for the account
         itself too. Only real changes are made (and audited).
         """
+        user = await self._visible_user(actor, name)
         if not actor.admin and (actor.name != name or enabled is not None or admin is not None):
             raise Forbidden("forbidden", "only admins change other accounts, and their"
                             " enabled and admin flags")
-        user = await self._user(name)
         _check_account_changes(actor, user, enabled=enabled, admin=admin, password=password,
                                email=email)
         if email is not None and email != user.email:
@@ -178,9 +188,10 @@ class IdentityService:
 
     async def get_user(self, actor: Principal, name: str) -> User:
         """An account, for admins and for itself."""
+        user = await self._visible_user(actor, name)
         if not actor.admin and actor.name != name:
             raise Forbidden("forbidden", "only admins see other accounts")
-        return await self._user(name)
+        return user
 
     async def users(
         self, actor: Principal, *, kind: AccountKind | None = None, after: str | None, limit: int
@@ -247,10 +258,9 @@ class IdentityService:
 
     async def members(self, actor: Principal, team: str) -> list[Member]:
         members = await self.store.members(team)
-        if await self.store.get_team(team) is None:
+        if await self.store.get_team(team) is None or not (
+                actor.admin or actor.name in {m.user for m in members}):
             raise NotFound("team_not_found", f"no team named {team!r}")
-        if not actor.admin and actor.name not in {m.user for m in members}:
-            raise Forbidden("forbidden", "only members and admins see a team's members")
         return members
 
     async def get_team(self, actor: Principal, name: str) -> tuple[Team, list[Member]]:
@@ -324,7 +334,7 @@ class IdentityService:
         description: str | None = None,
         team: str | None = None,
     ) -> Namespace:
-        (current, role) = await self._namespace(actor, name)
+        (current, role) = await self._visible_namespace(actor, name)
         manager = actor.admin or (current.kind == "personal" and current.owner == actor.name) or (
             role == "owner" and self._permissions.manage_namespace)
         if not manager:
@@ -362,11 +372,7 @@ class IdentityService:
     async def get_namespace(self, actor: Principal, name: str) -> Namespace:
         """A namespace the signed-in ``actor`` may pull from: its own, its teams', protected
         and public ones. Others are not found, as if they did not exist."""
-        (namespace, role) = await self._namespace(actor, name)
-        if not (actor.admin or role is not None or namespace.owner == actor.name
-                or namespace.visibility != "private"):
-            raise NotFound("namespace_not_found", f"no namespace named {name!r}")
-        return namespace
+        return (await self._visible_namespace(actor, name))[0]
 
     # tokens --------------------------------------------------------------------------------
 
@@ -409,9 +415,13 @@ class IdentityService:
             raise NotFound("user_not_found", f"no account named {name!r}")
         return found[0]
 
-    async def _namespace(self, actor: Principal, name: str) -> tuple[Namespace, Role | None]:
+    async def _visible_namespace(
+        self, actor: Principal, name: str
+    ) -> tuple[Namespace, Role | None]:
+        """The namespace and ``actor``'s role in it if they may see it (pull from it), else
+        not found as if it did not exist."""
         records = await self.store.namespaces(actor.name, [name])
-        if not records:
+        if not records or not _may_see(actor, *records[0]):
             raise NotFound("namespace_not_found", f"no namespace named {name!r}")
         return records[0]
 
@@ -420,23 +430,32 @@ class IdentityService:
             if not self._permissions.create_namespace:
                 raise Forbidden("forbidden", "only admins create namespaces here")
             await self._require_team_manager(actor, team)
+    async def _visible_user(self, actor: Principal, name: str) -> User:
+        """The account ``name`` if ``actor`` may see it (their own, a teammate's; any for
+        admins), else not found as if it did not exist."""
+        found = await self.store.get_user(name)
+        if found is not None and not actor.admin and actor.name != name:
+            theirs = await self.store.roles_of(actor.name or "")
+            if not theirs.keys() & (await self.store.roles_of(name)).keys():
+                found = None
+        if found is None:
+            raise NotFound("user_not_found", f"no account named {name!r}")
+        return found[0]
 
     async def _require_team_manager(self, actor: Principal, team: str) -> None:
-        if await self.store.get_team(team) is None:
+        roles = {} if actor.admin else await self.store.roles_of(actor.name or "")
+        if await self.store.get_team(team) is None or not (actor.admin or team in roles):
             raise NotFound("team_not_found", f"no team named {team!r}")
         if actor.admin:
             return
-        roles = await self.store.roles_of(actor.name or "")
         if roles.get(team) != "owner" or not self._permissions.manage_team:
             raise Forbidden("forbidden", f"only admins and owners of {team!r} may do this")
 
     async def _require_token_manager(self, actor: Principal, user: str) -> None:
-        found = await self.store.get_user(user)
-        if found is None:
-            raise NotFound("user_not_found", f"no account named {user!r}")
+        account = await self._visible_user(actor, user)
         if actor.admin or actor.name == user:
             return
-        if found[0].kind == "bot":
+        if account.kind == "bot":
             # A bot's tokens are managed by the owners of a team it belongs to.
             bot_teams = {team for team, _ in (await self.store.roles_of(user)).items()}
             roles = await self.store.roles_of(actor.name or "")
@@ -449,6 +468,14 @@ class IdentityService:
         if owners == {leaving}:
             raise Conflict("last_owner", f"{leaving!r} is the last owner of {team!r};"
                            " make someone else owner first")
+
+
+def _may_see(actor: Principal, namespace: Namespace, role: Role | None) -> bool:
+    """Whether the signed-in ``actor`` may see the namespace: whether they may pull from it
+    (``Policy()``: its one setting on pulls, ``anonymous_pull``, is for anonymous callers)."""
+    access = Access(exists=True, kind=namespace.kind, visibility=namespace.visibility,
+                    owner=namespace.owner, role=role)
+    return "pull" in repository_actions(actor, access, Policy())
 
 
 def _require_admin(actor: Principal) -> None:

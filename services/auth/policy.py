@@ -12,6 +12,11 @@ A namespace nobody created is nobody's: nothing is pushed there, by admins neith
 created the name later would silently inherit what was pushed. With ``create_namespace_on_push``
 the push creates it first (``push_claim`` says for whom); admins still pull and delete what is
 there already (repositories pushed before this rule).
+
+Who may read what follows from pulling: a namespace's repositories, tags, scans, search hits
+and activity are seen by whoever may pull from it, and by nobody else (``ReadScope``). Who
+pushed from where (addresses, user agents) is for the namespace's managers: admins, the user
+of a personal namespace, the owners of the team owning it (``manages``).
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ from typing import Literal
 
 __all__ = [
     "ANONYMOUS",
+    "NOTHING_READABLE",
     "Access",
     "Credential",
     "Policy",
     "Principal",
+    "ReadScope",
     "Role",
     "Visibility",
     "catalog_allowed",
     "grant",
+    "manages",
     "push_claim",
     "repository_actions",
 ]
@@ -116,6 +124,37 @@ def push_claim(
     if policy.push_policy == "allow-teams" and team_role == "owner":
         return "team"
     return None
+def manages(principal: Principal, access: Access) -> bool:
+    """Whether ``principal`` manages the namespace described: admins, the user of a personal
+    namespace and the owners of the owning team."""
+    if not principal.enabled:
+        return False
+    if principal.admin:
+        return True
+    return access.exists and (_owns(principal, access) or access.role == "owner")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadScope:
+    """What a principal may read: the namespaces it may pull from (``readable``) and those it
+    manages (``managed``), each None for all of them (admins)."""
+
+    readable: frozenset[str] | None
+    managed: frozenset[str] | None
+
+    @property
+    def everything(self) -> bool:
+        """Admins: every namespace, and what concerns no namespace (accounts, teams)."""
+        return self.readable is None
+
+    def sees(self, namespace: str) -> bool:
+        return self.readable is None or namespace in self.readable
+
+    def manages(self, namespace: str) -> bool:
+        return self.managed is None or namespace in self.managed
+
+
+NOTHING_READABLE = ReadScope(frozenset(), frozenset())
 
 
 def catalog_allowed(principal: Principal) -> bool:

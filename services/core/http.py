@@ -2,18 +2,21 @@
 
 Errors are ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx status; handlers
 raise ``ApiError`` and ``error_middleware`` renders it (and any unexpected exception as a 500
-without internals). Lists are ``{"items": [...], "next": cursor}`` with opaque cursors.
+without internals). Lists are ``{"items": [...], "next": cursor}`` with opaque cursors. CSV
+exports go through ``csv_response``, whose cells a spreadsheet will not run as formulas.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import ipaddress
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +26,8 @@ from services.core.errors import DyError
 __all__ = [
     "ApiError",
     "client_address",
+    "csv_cell",
+    "csv_response",
     "decode_cursor",
     "encode_cursor",
     "error_middleware",
@@ -96,6 +101,41 @@ def query_limit(request: web.Request) -> int:
     if match is None or int(match[1]) > MAX_LIMIT:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(match[1])
+
+
+# What makes a spreadsheet read a cell as a formula (OWASP "CSV Injection"): these first
+# characters, also after leading spaces, which spreadsheets skip.
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def csv_cell(value: object) -> str:
+    """``value`` as CSV text a spreadsheet shows as text: a cell that could start a formula is
+    prefixed with ``'`` (OWASP's advice)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.lstrip(" ")[:1] in _FORMULA_STARTS else text
+
+
+async def csv_response(
+    request: web.Request, filename: str, columns: Sequence[str],
+    pages: AsyncIterable[Iterable[Sequence[object]]],
+) -> web.StreamResponse:
+    """A CSV download of ``columns`` then every row of ``pages``, streamed a page at a time."""
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+    })
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([csv_cell(column) for column in columns])
+    async for rows in pages:
+        writer.writerows([csv_cell(value) for value in row] for row in rows)
+        await response.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -5,14 +5,21 @@ Types (documented with their JSON in schemas/activity.schema.json):
 not listed on their own); ``tag.deleted``; ``manifest.deleted`` (registry 2.8 follows it with a
 ``tag.deleted`` per tag that pointed at it); ``repository.deleted``; ``manifest.pulled`` only when
 ``[activity] record_pulls`` is on. ``scan.completed`` from the scanner's ``scan-events``.
+
+``shown_to`` is what a reader gets of an entry: nothing of a namespace they may not pull from
+(or of an admin-only entry), and the pusher's address and user agent only when they manage the
+namespace. Every way out (the API's JSON, its CSV export, the event stream, the portal) goes
+through it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 
 from services.auth.audit import IDENTITY_EVENT_TYPES
+from services.auth.policy import ReadScope
 from services.core.reference import namespace_of
 from services.core.schemas import validator
 from services.ingest.models import Activity
@@ -24,6 +31,7 @@ __all__ = [
     "activity_for",
     "identity_activity",
     "scan_activity",
+    "shown_to",
 ]
 
 REGISTRY_ACTIVITY_TYPES = (
@@ -35,6 +43,17 @@ REGISTRY_ACTIVITY_TYPES = (
 )
 SCAN_ACTIVITY_TYPES = ("scan.completed",)
 ACTIVITY_TYPES = REGISTRY_ACTIVITY_TYPES + IDENTITY_EVENT_TYPES + SCAN_ACTIVITY_TYPES
+
+
+def shown_to(activity: Activity, scope: ReadScope) -> Activity | None:
+    """``activity`` as a reader with ``scope`` may see it, or None if they may not."""
+    if scope.everything:
+        return activity
+    if activity.audience != "namespace" or not scope.sees(activity.namespace):
+        return None
+    if scope.manages(activity.namespace):
+        return activity
+    return dataclasses.replace(activity, address=None, user_agent=None)
 
 
 def activity_for(event: RegistryEvent, *, record_pulls: bool) -> Activity | None:

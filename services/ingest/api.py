@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import hmac
-import io
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from services.auth.access import caller, readable_namespaces
+from services.auth.access import fresh_read_scope, read_scope
+from services.auth.policy import ReadScope
 from services.core.config import Config
 from services.core.eventlog import Record
-from services.core.http import ApiError, decode_cursor, encode_cursor, page, query_limit
+from services.core.http import (
+    ApiError,
+    csv_response,
+    decode_cursor,
+    encode_cursor,
+    page,
+    query_limit,
+)
 from services.core.reference import is_valid_repository, namespace_of
 from services.core.times import rfc3339
 from services.core.web import CONFIG, EVENT_LOG, METRICS, PRIORITY
-from services.ingest.activity import ACTIVITY_TYPES
+from services.ingest.activity import ACTIVITY_TYPES, shown_to
 from services.ingest.consumers import REGISTRY_EVENTS
 from services.ingest.models import Activity, ActivityFilter
 from services.ingest.notifications import NotificationError, accept_envelope, log_values
@@ -49,6 +56,8 @@ ACTIVITY_WAKEUP = web.AppKey("ingest.activity_wakeup", asyncio.Condition)
 STREAMS_CLOSING = web.AppKey("ingest.streams_closing", asyncio.Event)
 
 STREAM_KEEPALIVE_SECONDS = 15.0
+# How stale a stream's view of its caller's credential and access may be.
+STREAM_RECHECK_SECONDS = 3.0
 CSV_PAGE = 1000
 CSV_COLUMNS = ("id", "time", "type", "actor", "repository", "namespace", "tag", "digest",
                "address", "user_agent", "synthetic", "subject", "team")
@@ -56,6 +65,7 @@ CSV_COLUMNS = ("id", "time", "type", "actor", "repository", "namespace", "tag", 
 _T = TypeVar("_T")
 # SQLite integers are 64-bit; a larger one in a forged cursor must be a 400, not an OverflowError.
 _SQLITE_INTEGER = range(-(2**63), 2**63)
+_MAX_DIGITS = 18  # any number of up to 18 digits fits in 64 bits
 
 routes = web.RouteTableDef()
 
@@ -153,11 +163,12 @@ async def list_tags(request: web.Request) -> web.Response:
 @routes.get("/api/v1/activities")
 async def list_activities(request: web.Request) -> web.StreamResponse:
     """The activity the caller may see: of namespaces they may pull from; everything for
-    admins."""
+    admins. Addresses and user agents only for the namespaces they manage."""
     where = await _activity_filter(request)
+    scope = await read_scope(request)
     store = request.app[ACTIVITY_STORE]
     if "text/csv" in request.headers.get("Accept", ""):
-        return await activities_csv(request, store, where)
+        return await activities_csv(request, store, where, scope)
     limit = query_limit(request)
     before = None
     if "cursor" in request.query:
@@ -166,7 +177,8 @@ async def list_activities(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
         before = (time_us, seq)
     found = await store.search(where, before=before, limit=limit + 1)
-    items = [activity_json(activity) for _, activity in found[:limit]]
+    items = [activity_json(shown) for _, activity in found[:limit]
+             if (shown := shown_to(activity, scope)) is not None]
     next_cursor = encode_cursor(list(found[limit - 1][0])) if len(found) > limit else None
     return page(items, next_cursor)
 
@@ -175,31 +187,72 @@ async def list_activities(request: web.Request) -> web.StreamResponse:
 async def stream_activities(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each new activity as ``event: activity`` with its JSON."""
     where = await _activity_filter(request)
-    return await activity_events(request, lambda activity: _matches(activity, where))
+    return await activity_events(request, where, lambda: fresh_read_scope(request))
 
 
 async def activity_events(
-    request: web.Request, keep: Callable[[Activity], bool]
+    request: web.Request, where: ActivityFilter,
+    current_scope: Callable[[], Awaitable[ReadScope | None]],
 ) -> web.StreamResponse:
-    """The live activity stream (server-sent events) of the activities ``keep`` accepts,
-    resumed after ``Last-Event-ID``; the API's and the portal's dashboard feed."""
+    """The live activity stream (server-sent events) of the activities ``where`` selects,
+    resumed after ``Last-Event-ID``; the API's and the portal's dashboard feed.
+
+    ``current_scope`` checks the caller's credential again and says what they may see now;
+    it is asked at most every ``STREAM_RECHECK_SECONDS``, and the stream ends once it answers
+    None (a revoked token, a disabled account, an ended session).
+    """
     store = request.app[ACTIVITY_STORE]
     wakeup = request.app[ACTIVITY_WAKEUP]
     closing = request.app[STREAMS_CLOSING]
-    last_id = request.headers.get("Last-Event-ID", "")
-    position = int(last_id) if last_id.isdigit() else await store.last_sequence()
+    scope_now = _at_most_every(STREAM_RECHECK_SECONDS, current_scope)
+    resumed = _last_event_id(request)
+    position = await store.last_sequence() if resumed is None else resumed
     async with sse_response(request, ping_interval=STREAM_KEEPALIVE_SECONDS) as stream:
         while stream.is_connected() and not closing.is_set():
             for sequence, activity in await store.since(position, 100):
+                scope = await scope_now()
+                if scope is None:
+                    return stream
                 position = sequence
-                if keep(activity):
-                    await stream.send(json.dumps(activity_json(activity)), id=str(sequence),
+                shown = shown_to(activity, scope) if _matches(activity, where) else None
+                if shown is not None:
+                    await stream.send(json.dumps(activity_json(shown)), id=str(sequence),
                                       event="activity")
+            if await scope_now() is None:
+                return stream
             # On a timeout look again anyway: another process may have recorded activity.
             async with wakeup:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), STREAM_KEEPALIVE_SECONDS)
+                    await asyncio.wait_for(wakeup.wait(), STREAM_RECHECK_SECONDS)
     return stream
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    """Where a reconnecting client left off (``Last-Event-ID``), or None to start from now.
+
+    Only ASCII digits (``str.isdigit`` also takes "²", which ``int`` refuses) of a sequence
+    number that fits the stores' 64 bits; anything else starts from now, as the header is
+    only a hint (WHATWG HTML, server-sent events).
+    """
+    raw = request.headers.get("Last-Event-ID", "")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS):
+        return None
+    return int(raw)
+
+
+def _at_most_every(
+    seconds: float, check: Callable[[], Awaitable[_T]]
+) -> Callable[[], Awaitable[_T]]:
+    """``check``, its answer reused for ``seconds`` after each call."""
+    last: list[tuple[float, _T]] = []
+
+    async def cached() -> _T:
+        now = time.monotonic()
+        if not last or now - last[0][0] >= seconds:
+            last[:] = [(now, await check())]
+        return last[0][1]
+
+    return cached
 
 
 def activity_json(activity: Activity) -> dict[str, Any]:
@@ -222,38 +275,23 @@ def activity_json(activity: Activity) -> dict[str, Any]:
 
 
 async def activities_csv(
-    request: web.Request, store: ActivityStore, where: ActivityFilter
+    request: web.Request, store: ActivityStore, where: ActivityFilter, scope: ReadScope
 ) -> web.StreamResponse:
-    """Every activity ``where`` selects, streamed as CSV a page at a time (the API's export
-    and the portal's)."""
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/csv; charset=utf-8",
-                 "Content-Disposition": 'attachment; filename="activities.csv"'}
-    )
-    await response.prepare(request)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    before = None
-    while True:
-        found = await store.search(where, before=before, limit=CSV_PAGE)
-        for _, activity in found:
-            row = activity_json(activity)
-            writer.writerow([_csv_safe(row[column]) for column in CSV_COLUMNS])
-        await response.write(buffer.getvalue().encode())
-        buffer.seek(0)
-        buffer.truncate()
-        if len(found) < CSV_PAGE:
-            break
-        before = found[-1][0]
-    await response.write_eof()
-    return response
+    """Every activity ``where`` selects as ``scope`` may see it, streamed as CSV a page at a
+    time (the API's export and the portal's)."""
 
+    async def pages() -> AsyncIterator[list[list[object]]]:
+        before = None
+        while True:
+            found = await store.search(where, before=before, limit=CSV_PAGE)
+            rows = [activity_json(shown) for _, activity in found
+                    if (shown := shown_to(activity, scope)) is not None]
+            yield [[row[column] for column in CSV_COLUMNS] for row in rows]
+            if len(found) < CSV_PAGE:
+                return
+            before = found[-1][0]
 
-def _csv_safe(value: object) -> str:
-    """Text a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
+    return await csv_response(request, "activities.csv", CSV_COLUMNS, pages())
 
 
 async def _activity_filter(request: web.Request) -> ActivityFilter:
@@ -287,6 +325,7 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
 
 
 def _matches(activity: Activity, where: ActivityFilter) -> bool:
+    """Whether ``activity`` is one ``where`` asks for (what the reader may see: ``shown_to``)."""
     return (
         (where.repository is None or activity.repository == where.repository)
         and (where.namespace is None or activity.namespace == where.namespace)
@@ -294,15 +333,12 @@ def _matches(activity: Activity, where: ActivityFilter) -> bool:
         and (not where.types or activity.type in where.types)
         and (where.since is None or activity.time >= where.since)
         and (where.until is None or activity.time < where.until)
-        and (where.visible is None
-             or (activity.audience == "namespace" and activity.namespace in where.visible))
     )
 
 
 async def _visible(request: web.Request) -> frozenset[str] | None:
     """The namespaces the caller may see (None: all). Anonymous callers see public ones."""
-    readable = await readable_namespaces(request, await caller(request))
-    return None if readable is None else frozenset(readable)
+    return (await read_scope(request)).readable
 
 
 def _cursor_value(request: web.Request, kind: type[_T]) -> _T | None:

@@ -7,27 +7,35 @@ from aiohttp import web
 
 from services.auth.access import AUTHORITY, IDENTITY
 from services.auth.models import Namespace
-from services.auth.policy import Principal, Role
+from services.auth.policy import Principal, ReadScope, Role
 from services.auth.scopes import Scope
-from services.auth.sessions import SignedIn, current
+from services.auth.sessions import COOKIE, SESSIONS, SignedIn, current
 from services.core.errors import NotFound
 from services.core.reference import namespace_of
 from services.core.web import CONFIG
 from services.portal.render import principal_of, require_viewer
 
-__all__ = ["Looker", "looker", "may_delete", "namespace_record", "require_readable"]
+__all__ = [
+    "Looker",
+    "fresh_scope",
+    "looker",
+    "may_delete",
+    "namespace_record",
+    "require_readable",
+]
 
 
 class Looker:
-    """The viewer (None: anonymous) and the namespaces they may see (None: all)."""
+    """The viewer (None: anonymous) and what they may read (``AUTHORITY.read_scope``)."""
 
-    def __init__(self, viewer: SignedIn | None, visible: frozenset[str] | None) -> None:
+    def __init__(self, viewer: SignedIn | None, scope: ReadScope) -> None:
         self.viewer = viewer
         self.principal: Principal = principal_of(viewer)
-        self.visible = visible
+        self.scope = scope
+        self.visible = scope.readable  # the namespaces they may see (None: all)
 
     def sees(self, namespace: str) -> bool:
-        return self.visible is None or namespace in self.visible
+        return self.scope.sees(namespace)
 
 
 async def looker(request: web.Request) -> Looker:
@@ -35,8 +43,17 @@ async def looker(request: web.Request) -> Looker:
     viewer = await current(request)
     if viewer is None and not request.app[CONFIG].portal.anonymous_explore:
         viewer = await require_viewer(request)
-    readable = await request.app[AUTHORITY].readable_namespaces(principal_of(viewer))
-    return Looker(viewer, None if readable is None else frozenset(readable))
+    return Looker(viewer, await request.app[AUTHORITY].read_scope(principal_of(viewer)))
+
+
+async def fresh_scope(request: web.Request) -> ReadScope | None:
+    """What the viewer may read now, their session checked again; None once it has ended
+    (signed out, expired, the account disabled). For responses that outlive a request."""
+    secret = request.cookies.get(COOKIE)
+    viewer = await request.app[SESSIONS].resume(secret) if secret else None
+    if viewer is None:
+        return None
+    return await request.app[AUTHORITY].read_scope(viewer.principal)
 
 
 def require_readable(who: Looker, repository: str) -> None:

@@ -86,7 +86,9 @@ def platform_label(platform: Mapping[str, Any]) -> str:
 
 
 def is_signed(tag: Mapping[str, Any]) -> bool:
-    """Whether a signature artifact (cosign, notation) refers to the tag's manifest."""
+    """Whether a signature artifact (cosign, notation) refers to the tag's manifest; only
+    that it is there, not that it is valid: Dockyard does not verify signatures (yet), and the
+    portal says so ("signature present (not verified)")."""
     return any(ref.get("kind") == "signature" for ref in tag.get("referrers") or ())
 
 

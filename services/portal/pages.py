@@ -20,7 +20,7 @@ from services.core.errors import Invalid, NotFound
 from services.core.reference import is_valid_repository, is_valid_tag, namespace_of
 from services.core.registry import RegistryError
 from services.core.web import CONFIG, REGISTRY
-from services.ingest.activity import ACTIVITY_TYPES
+from services.ingest.activity import ACTIVITY_TYPES, shown_to
 from services.ingest.api import (
     ACTIVITY_STORE,
     CATALOG_STORE,
@@ -28,11 +28,12 @@ from services.ingest.api import (
     activity_events,
     activity_json,
 )
-from services.ingest.models import Activity, ActivityFilter
+from services.ingest.models import ActivityFilter
 from services.ingest.ports import Row
 from services.portal import display, scans
 from services.portal.access import (
     Looker,
+    fresh_scope,
     looker,
     may_delete,
     namespace_record,
@@ -65,6 +66,8 @@ async def dashboard(request: web.Request) -> web.Response:
     profile = await request.app[IDENTITY].profile(who.principal)
     found = await request.app[ACTIVITY_STORE].search(
         ActivityFilter(visible=who.visible), before=None, limit=RECENT_ACTIVITY)
+    activities = [activity_json(shown) for _, activity in found
+                  if (shown := shown_to(activity, who.scope)) is not None]
     index = request.app.get(SEARCH_INDEX)
     starred = None if index is None else [
         row["repository"] for row in await index.starred(
@@ -73,7 +76,7 @@ async def dashboard(request: web.Request) -> web.Response:
         "starred": starred,
         "teams": sorted(profile.teams.items()),
         "namespaces": profile.namespaces,
-        "activities": [activity_json(activity) for _, activity in found],
+        "activities": activities,
     }, viewer=viewer)
 
 
@@ -256,7 +259,8 @@ async def activity_page(request: web.Request) -> web.Response:
     filters = {key: request.query.get(key, "") for key in
                ("repository", "namespace", "actor", "type", "since", "until")}
     return await render(request, "activity.html", {
-        "activities": [activity_json(activity) for _, activity in found[:PAGE]],
+        "activities": [activity_json(shown) for _, activity in found[:PAGE]
+                       if (shown := shown_to(activity, who.scope)) is not None],
         "filters": filters, "types": ACTIVITY_TYPES, "next_before": next_before,
         "csv_query": request.query_string,
     }, viewer=viewer)
@@ -267,24 +271,17 @@ async def activity_csv(request: web.Request) -> web.StreamResponse:
     await require_viewer(request)
     who = await looker(request)
     return await activities_csv(request, request.app[ACTIVITY_STORE],
-                                _activity_filter(request, who))
+                                _activity_filter(request, who), who.scope)
 
 
 @routes.get("/activity/stream")
 async def activity_stream(request: web.Request) -> web.StreamResponse:
     """The dashboard's live feed: server-sent events of activity the viewer may see."""
     await require_viewer(request)
-    who = await looker(request)
-    return await activity_events(request, lambda activity: _may_see(who, activity))
+    return await activity_events(request, ActivityFilter(), lambda: fresh_scope(request))
 
 
 # helpers ------------------------------------------------------------------------------------
-
-
-def _may_see(who: Looker, activity: Activity) -> bool:
-    if who.visible is None:
-        return True
-    return activity.audience == "namespace" and activity.namespace in who.visible
 
 
 def _repository_and_tag(request: web.Request) -> tuple[str, str]:

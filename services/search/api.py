@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.auth.access import AUTHORITY, caller, readable_namespaces, require_user
+from services.auth.access import AUTHORITY, read_scope, require_user
 from services.core.http import ApiError, decode_cursor, encode_cursor, page, query_limit
 from services.core.reference import is_valid_repository, namespace_of
 from services.search.models import Position
@@ -100,8 +100,7 @@ def _position(cursor: str | None) -> Position | None:
 
 async def _visible(request: web.Request) -> frozenset[str] | None:
     """The namespaces the caller may pull from (None: all). Anonymous callers see public ones."""
-    readable = await readable_namespaces(request, await caller(request))
-    return None if readable is None else frozenset(readable)
+    return (await read_scope(request)).readable
 
 
 async def _add_visibility(request: web.Request, items: list[dict[str, Any]]) -> None:

@@ -152,6 +152,14 @@ OPERATIONS: dict[str, tuple[Operation, set[str]]] = {
 }
 
 
+HIDDEN_FROM_OUTSIDERS = {
+    "change carl's email", "see carl's account", "add a member", "change a role",
+    "remove a member", "see the members", "create a namespace", "change visibility",
+    "change description", "create a bot", "create a token for carl", "list carl's tokens",
+    "create a token for the bot", "list the bot's tokens",
+}
+
+
 @pytest.mark.parametrize("actor", list(ACTORS))
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 async def test_rights(world: World, operation: str, actor: str) -> None:
@@ -160,8 +168,11 @@ async def test_rights(world: World, operation: str, actor: str) -> None:
     if actor in allowed:
         await run(identity, ACTORS[actor])
         return
-    # A private namespace the caller may not see is not found, as if it did not exist.
-    expected = NotFound if operation == "see the private namespace" else Forbidden
+    # What the caller may not see is not found, as if it did not exist: otto, in no team,
+    # sees neither devs, nor its private namespace, nor its members' accounts.
+    hidden = operation == "see the private namespace" or (
+        actor == "outsider" and operation in HIDDEN_FROM_OUTSIDERS)
+    expected = NotFound if hidden else Forbidden
     with pytest.raises(expected):
         await run(identity, ACTORS[actor])
     assert await world.events() == []
@@ -169,9 +180,10 @@ async def test_rights(world: World, operation: str, actor: str) -> None:
 
 async def test_changing_a_password_is_for_the_account_and_admins(world: World) -> None:
     identity = world.identity()
-    for actor in (ACTORS["owner"], ACTORS["outsider"]):
-        with pytest.raises(Forbidden):
-            await identity.change_password(actor, "carl", "another-password")
+    with pytest.raises(Forbidden):  # carl's teammate
+        await identity.change_password(ACTORS["owner"], "carl", "another-password")
+    with pytest.raises(NotFound):  # otto cannot see carl's account at all
+        await identity.change_password(ACTORS["outsider"], "carl", "another-password")
     _, before = await world.store.get_user("carl") or (None, None)
     await identity.change_password(ACTORS["member"], "carl", "another-password")
     _, after = await world.store.get_user("carl") or (None, None)
@@ -205,6 +217,9 @@ async def test_protected_and_public_namespaces_are_visible_to_everyone_signed_in
 async def test_moving_a_namespace_needs_owning_both_teams(world: World) -> None:
     identity = world.identity()
     await identity.create_team(person("otto"), "others", owner="otto")
+    with pytest.raises(NotFound):  # olivia is not in "others": to her it is not there
+        await identity.update_namespace(person("olivia"), "devns", team="others")
+    await identity.set_member(person("otto"), "others", "olivia", "viewer")
     with pytest.raises(Forbidden):  # olivia does not own "others"
         await identity.update_namespace(person("olivia"), "devns", team="others")
     await identity.set_member(person("otto"), "others", "olivia", "owner")
@@ -458,9 +473,10 @@ async def test_team_owners_manage_their_bots_tokens(world: World) -> None:
     token, secret = await identity.create_token(owner, "robot", "deploy")
     assert [t.label for t in await identity.tokens(owner, "robot")] == ["deploy"]
     assert [t.label for t in await identity.tokens(ROBOT, "robot")] == ["deploy"]
-    for outsider in (person("carl"), person("otto")):
-        with pytest.raises(Forbidden):
-            await identity.revoke_token(outsider, "robot", "deploy")
+    with pytest.raises(Forbidden):  # a teammate of the bot
+        await identity.revoke_token(person("carl"), "robot", "deploy")
+    with pytest.raises(NotFound):  # to otto, in no team of the bot's, it is not there
+        await identity.revoke_token(person("otto"), "robot", "deploy")
     revoked = await identity.revoke_token(owner, "robot", "deploy")
     assert revoked.revoked
     assert token.user == "robot"

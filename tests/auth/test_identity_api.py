@@ -196,9 +196,14 @@ async def test_an_account_is_seen_by_itself_and_admins(api: Api) -> None:
     own = await api.call("carl", "GET", "/api/v1/users/carl", "/api/v1/users/{name}",
                          status=200)
     assert own.json()["name"] == "carl"
-    for name in ("olivia", "nobody"):  # existence does not show either
-        await api.call("carl", "GET", f"/api/v1/users/{name}", "/api/v1/users/{name}",
-                       status=403)
+    # A teammate carl knows of (the team's member list shows them): forbidden.
+    await api.call("carl", "GET", "/api/v1/users/olivia", "/api/v1/users/{name}", status=403)
+    # Anyone else is not found, exactly as an account that does not exist.
+    answers = [await api.call("carl", "GET", f"/api/v1/users/{name}", "/api/v1/users/{name}",
+                              status=404) for name in ("otto", "nobody")]
+    assert answers[0].json() == {"error": {"code": "user_not_found",
+                                           "message": "no account named 'otto'"}}
+    assert answers[1].json()["error"]["code"] == "user_not_found"
 
 
 async def test_people_change_their_own_email_and_password_not_their_flags(api: Api) -> None:
@@ -214,7 +219,7 @@ async def test_people_change_their_own_email_and_password_not_their_flags(api: A
     for flags in ({"admin": True}, {"enabled": False}):
         await api.call("pat", "PATCH", url, template, flags, status=403)
     await api.call("pat", "PATCH", "/api/v1/users/carl", template, {"email": "x@y.z"},
-                   status=403)
+                   status=404)  # pat shares no team with carl: not found, as if not there
     async with httpx.AsyncClient(base_url=api.dockyard.url) as client:
         response = await client.get("/api/v1/me", auth=("pat", "a-new-password"))
     assert response.status_code == 200
@@ -318,8 +323,16 @@ async def test_a_team_is_seen_by_its_members_and_admins(api: Api) -> None:
         team = await api.call(who, "GET", url, template, status=200)
         assert {m["user"]: m["role"] for m in team.json()["members"]} == {
             "olivia": "owner", "carl": "contributor", "robot": "viewer"}
-    await api.call("otto", "GET", url, template, status=403)
+    # Outsiders cannot tell a team they are not in from one that does not exist.
+    hidden = await api.call("otto", "GET", url, template, status=404)
+    missing = await api.call("otto", "GET", "/api/v1/teams/nope", template, status=404)
+    assert hidden.json()["error"]["code"] == missing.json()["error"]["code"] == "team_not_found"
     await api.call("admin", "GET", "/api/v1/teams/nope", template, status=404)
+    for team in ("devs", "nope"):
+        response = await api.call("otto", "PUT", f"/api/v1/teams/{team}/members/otto",
+                                  "/api/v1/teams/{team}/members/{user}", {"role": "owner"},
+                                  status=404)
+        assert response.json()["error"]["code"] == "team_not_found"
 
 
 async def test_owners_manage_members(api: Api) -> None:
@@ -386,6 +399,9 @@ async def test_a_private_namespace_is_invisible_to_outsiders(api: Api) -> None:
         response = await api.call("otto", "GET", f"/api/v1/namespaces/{name}", template,
                                   status=404)
         assert response.json()["error"]["code"] == "namespace_not_found"
+        changed = await api.call("otto", "PATCH", f"/api/v1/namespaces/{name}", template,
+                                 {"description": "mine"}, status=404)
+        assert changed.json()["error"]["code"] == "namespace_not_found"
     mine = await api.call("otto", "GET", "/api/v1/namespaces", "/api/v1/namespaces",
                           status=200)
     assert [ns["name"] for ns in mine.json()["items"]] == ["otto"]
@@ -452,9 +468,13 @@ async def test_bad_token_requests_create_nothing(
 
 async def test_tokens_belong_to_their_account_and_team_owners_of_bots(api: Api) -> None:
     template = "/api/v1/users/{name}/tokens"
-    await api.call("otto", "GET", "/api/v1/users/carl/tokens", template, status=403)
-    await api.call("otto", "POST", "/api/v1/users/carl/tokens", template, {"label": "mine"},
-                   status=403)
+    # Tokens of an account otto cannot see answer as those of one that does not exist.
+    for name in ("carl", "nobody"):
+        listed = await api.call("otto", "GET", f"/api/v1/users/{name}/tokens", template,
+                                status=404)
+        assert listed.json()["error"]["code"] == "user_not_found"
+        await api.call("otto", "POST", f"/api/v1/users/{name}/tokens", template,
+                       {"label": "mine"}, status=404)
     await api.call("admin", "GET", "/api/v1/users/nobody/tokens", template, status=404)
     created = await api.call("olivia", "POST", "/api/v1/users/robot/tokens", template,
                              {"label": "deploy"}, status=201)

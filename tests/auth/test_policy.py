@@ -37,6 +37,7 @@ from services.auth.policy import (
     Visibility,
     catalog_allowed,
     grant,
+    manages,
     push_claim,
     repository_actions,
 )
@@ -330,3 +331,26 @@ CLAIM_POLICIES = POLICIES | {
 def test_who_a_push_creates_a_namespace_for(who, role, policy, owner):
     team_role = None if role == "-" else cast("Role", role)
     assert push_claim(WHO[who], team_role, CLAIM_POLICIES[policy]) == owner
+# who manages a namespace (sees addresses and user agents in its activity) ----------------
+
+@pytest.mark.parametrize(
+    ("who", "namespace", "role", "expected"),
+    [
+        ("admin", "missing", "-", True),
+        ("disabled admin", "team", "owner", False),
+        ("user", "own", "-", True),
+        ("user", "other's", "-", False),
+        ("user", "team", "owner", True),
+        ("user", "team", "contributor", False),
+        ("user", "team", "viewer", False),
+        ("user", "team", "-", False),
+        ("user", "global", "-", False),
+        ("bot", "team", "owner", True),
+        ("bot", "team", "viewer", False),
+        ("anonymous", "team", "-", False),
+        ("disabled user", "own", "-", False),
+    ],
+)
+def test_who_manages_a_namespace(who: str, namespace: Namespace, role: str,
+                                 expected: bool) -> None:
+    assert manages(WHO[who], access_of(namespace, role, "public")) is expected

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from services.ingest.activity import ACTIVITY_TYPES, activity_for
+from services.auth.policy import ReadScope
+from services.ingest.activity import ACTIVITY_TYPES, activity_for, shown_to
 from tests.factories import DIGEST_A, OCI_MANIFEST, registry_event
 
 BLOB = "application/octet-stream"
@@ -52,3 +54,37 @@ def test_anonymous_and_global_namespace() -> None:
                          record_pulls=False)
     assert entry is not None
     assert (entry.actor, entry.namespace) == (None, "")
+
+
+# shown_to: what a reader gets of an entry -----------------------------------------------------
+
+PUSHED = activity_for(registry_event("push", "crew/app", mediaType=OCI_MANIFEST,
+                                     digest=DIGEST_A, tag="1.0"), record_pulls=False)
+EVERYTHING = ReadScope(None, None)
+READS_CREW = ReadScope(frozenset({"crew"}), frozenset())
+MANAGES_CREW = ReadScope(frozenset({"crew"}), frozenset({"crew"}))
+READS_OTHERS = ReadScope(frozenset({"others"}), frozenset({"others"}))
+
+
+@pytest.mark.parametrize(
+    ("scope", "shown", "details"),
+    [(EVERYTHING, True, True), (MANAGES_CREW, True, True), (READS_CREW, True, False),
+     (READS_OTHERS, False, False)],
+    ids=["admin", "manager", "reader", "outsider"],
+)
+def test_addresses_and_user_agents_are_shown_to_managers_only(
+    scope: ReadScope, shown: bool, details: bool,
+) -> None:
+    assert PUSHED is not None
+    seen = shown_to(PUSHED, scope)
+    assert (seen is not None) is shown
+    if seen is not None:
+        assert (seen.address is not None, seen.user_agent is not None) == (details, details)
+        assert (seen.id, seen.actor, seen.tag) == (PUSHED.id, PUSHED.actor, PUSHED.tag)
+
+
+def test_admin_only_entries_are_shown_to_admins_only() -> None:
+    assert PUSHED is not None
+    login = dataclasses.replace(PUSHED, type="user.login", audience="admin")
+    assert shown_to(login, EVERYTHING) == login
+    assert shown_to(login, MANAGES_CREW) is None

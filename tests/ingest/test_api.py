@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -13,10 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
+from services.auth.access import IDENTITY
+from services.auth.policy import Principal
 from services.core.config import Config
+from services.ingest.api import STREAM_RECHECK_SECONDS
 from tests.factories import event_dict
 from tests.support.dockyard import Dockyard, initialised, running_dockyard
 from tests.support.waiting import eventually
+
+ADMIN = Principal("admin", "user", admin=True, credential="password")
 
 
 @pytest.fixture
@@ -164,3 +170,88 @@ async def test_metrics_show_consumer_lag_and_latency(dockyard: Dockyard) -> None
 
     text = await eventually(metrics, lambda t: f"dockyard_consumer_lag{labels} 0.0" in t)
     assert f"dockyard_consumer_handler_seconds_count{labels}" in text
+
+
+async def test_a_non_ascii_last_event_id_starts_from_now(dockyard: Dockyard) -> None:
+    # "²".isdigit() is True and int("²") raises: this was a 500.
+    for last_id in ("\N{SUPERSCRIPT TWO}", "\N{FULLWIDTH DIGIT ONE}", "9" * 30):
+        async with dockyard.client.stream(
+                "GET", "/api/v1/activities/stream",
+                headers={"Last-Event-ID": last_id.encode()}) as response:
+            assert response.status_code == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+
+
+async def test_csv_cells_that_could_start_a_formula_are_defused(dockyard: Dockyard) -> None:
+    actors = ["+1", "-1", "@SUM(A1)", "\tx", "\rx", " =1+1", "  @x", "plain"]
+    await send(dockyard, *(event_dict("delete", "team/app", tag=f"t{i}", actor=actor)
+                           for i, actor in enumerate(actors)))
+    await eventually(lambda: feed(dockyard), lambda f: len(f["items"]) == len(actors))
+    response = await dockyard.client.get("/api/v1/activities", params={"type": "tag.deleted"},
+                                         headers={"Accept": "text/csv"})
+    rows = list(csv.DictReader(io.StringIO(response.text, newline="")))
+    assert {row["actor"] for row in rows} == {"'" + a for a in actors[:-1]} | {"plain"}
+
+
+async def _stream_as(dockyard: Dockyard, auth: str, received: list[dict[str, Any]],
+                     connected: asyncio.Event) -> None:
+    async with httpx.AsyncClient(base_url=dockyard.url, timeout=30) as client, client.stream(
+            "GET", "/api/v1/activities/stream", params={"type": "tag.deleted"},
+            headers={"Authorization": auth}) as response:
+        assert response.status_code == 200
+        connected.set()
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                # One at a time, as they come: the test looks while the stream is open.
+                received.append(json.loads(line.removeprefix("data:")))  # noqa: PERF401
+
+
+@pytest.mark.parametrize("change", ["revoke the token", "disable the account"])
+async def test_the_stream_ends_when_its_credential_no_longer_holds(
+    dockyard: Dockyard, change: str
+) -> None:
+    identity = dockyard.app[IDENTITY]
+    await identity.create_user(ADMIN, "sam", email="", password="sams-password")
+    _, secret = await identity.create_token(ADMIN, "sam", "stream")
+    received: list[dict[str, Any]] = []
+    connected = asyncio.Event()
+    listener = asyncio.create_task(_stream_as(dockyard, f"Bearer {secret}", received,
+                                              connected))
+    await asyncio.wait_for(connected.wait(), 10)
+    await send(dockyard, event_dict("delete", "nginx", tag="before"))
+    await eventually(lambda: asyncio.sleep(0, received), bool)
+    if change == "revoke the token":
+        await identity.revoke_token(ADMIN, "sam", "stream")
+    else:
+        await identity.set_enabled(ADMIN, "sam", enabled=False)
+    await asyncio.sleep(STREAM_RECHECK_SECONDS + 0.5)
+    await send(dockyard, event_dict("delete", "nginx", tag="after"))
+    await asyncio.wait_for(listener, 10)  # the server ended the stream
+    assert [a["tag"] for a in received] == ["before"]
+
+
+async def test_the_stream_stops_sending_what_its_reader_may_no_longer_see(
+    dockyard: Dockyard,
+) -> None:
+    identity = dockyard.app[IDENTITY]
+    await identity.create_user(ADMIN, "sam", email="", password="sams-password")
+    _, secret = await identity.create_token(ADMIN, "sam", "stream")
+    await identity.create_team(ADMIN, "ops", owner="admin")
+    await identity.create_namespace(ADMIN, "ops", team="ops", visibility="protected")
+    received: list[dict[str, Any]] = []
+    connected = asyncio.Event()
+    listener = asyncio.create_task(_stream_as(dockyard, f"Bearer {secret}", received,
+                                              connected))
+    await asyncio.wait_for(connected.wait(), 10)
+    await send(dockyard, event_dict("delete", "ops/app", tag="seen"))
+    await eventually(lambda: asyncio.sleep(0, received), bool)
+    await identity.update_namespace(ADMIN, "ops", visibility="private")
+    await asyncio.sleep(STREAM_RECHECK_SECONDS + 0.5)
+    await send(dockyard, event_dict("delete", "ops/app", tag="hidden"),
+               event_dict("delete", "nginx", tag="public"))
+    await eventually(lambda: asyncio.sleep(0, received), lambda r: len(r) == 2)
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+    assert [(a["repository"], a["tag"]) for a in received] == [
+        ("ops/app", "seen"), ("nginx", "public")]

@@ -3,6 +3,9 @@ may pull, admins everything — repositories, tags and the activity feed alike."
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,3 +127,50 @@ async def test_identity_changes_are_activity_for_the_right_audience(dockyard: Do
                             "/api/v1/activities", limit=200)
     assert {"user.create", "team.create", "namespace.create", "user.login"} <= {
         a["type"] for a in everything}
+
+
+@pytest.mark.parametrize(
+    ("who", "managed"),
+    [
+        (None, set()),
+        (("bob", PASSWORD), {"open", "inside", "secret"}),   # bob owns team others
+        (("alice", PASSWORD), {"mine"}),   # alice owns crew; she only pulls from open, inside
+        (("admin", "correct-horse-battery-staple"), {"open", "inside", "secret", "mine", ""}),
+    ],
+    ids=["anonymous", "bob", "alice", "admin"],
+)
+async def test_addresses_and_user_agents_are_for_the_namespaces_managers(
+    dockyard: Dockyard, who: tuple[str, str] | None, managed: set[str]
+) -> None:
+    feed = await seen(dockyard, who, "/api/v1/activities", type="tag.deleted")
+    assert {a["namespace"] for a in feed if a["address"] is not None} == managed
+    assert {a["namespace"] for a in feed if a["user_agent"] is not None} == managed
+    assert {(a["address"], a["user_agent"]) for a in feed if a["namespace"] in managed} <= {
+        ("10.0.0.7:5123", "skopeo/1.9")}
+    async with httpx.AsyncClient(base_url=dockyard.url, auth=who) as client:
+        exported = await client.get("/api/v1/activities", params={"type": "tag.deleted"},
+                                    headers={"Accept": "text/csv"})
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert {r["namespace"] for r in rows} == {a["namespace"] for a in feed}
+    assert {r["namespace"] for r in rows if r["address"] or r["user_agent"]} == managed
+
+
+async def test_the_stream_shows_addresses_only_to_managers(dockyard: Dockyard) -> None:
+    async def first_two(who: tuple[str, str]) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(base_url=dockyard.url, auth=who, timeout=10) as client, \
+                client.stream("GET", "/api/v1/activities/stream",
+                              headers={"Last-Event-ID": "0"},
+                              params={"type": "tag.deleted"}) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    received.append(json.loads(line.removeprefix("data:")))
+                    if {a["namespace"] for a in received} >= {"open", "mine"}:
+                        return received
+        return received
+
+    alice = await first_two(("alice", PASSWORD))
+    addresses = {a["namespace"]: a["address"] for a in alice}
+    assert addresses["mine"] == "10.0.0.7:5123"
+    assert addresses["open"] is None
+    assert "secret" not in addresses

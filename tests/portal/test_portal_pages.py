@@ -318,7 +318,9 @@ async def test_repository_page_shows_tags_commands_and_marks(
     assert "sha256:aaaaaaaaaaaa" in page
     assert "linux/arm64/v8" in page
     assert "2.0 KiB" in page
-    assert page.count(">signed</span>") == 2  # both tags of the signed manifest
+    # Both tags of the manifest a signature refers to, saying no more than that.
+    assert page.count(">signature present (not verified)</span>") == 2
+    assert ">signed<" not in page
     tag = await (await admin.get("/r/charts/web/-/tags/1.0")).text()
     assert DIGEST_A in tag
     assert "The registry did not give the manifest" in tag  # no registry runs here
@@ -712,3 +714,17 @@ async def test_notices_carry_any_text(anonymous: ClientSession, app: web.Applica
     _, page = await form_post(anonymous, "/tokens", "/tokens/revoke",
                               {"label": "ключ — laptop"})
     assert "Token ключ — laptop revoked." in page
+
+
+async def test_the_live_feed_ends_with_the_session(
+        anonymous: ClientSession, app: web.Application) -> None:
+    await make_user(app, "alice")
+    await sign_in(anonymous, "alice", PASSWORD)
+    async with asyncio.timeout(20):
+        stream = await anonymous.get("/activity/stream")
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        await app[IDENTITY].set_enabled(ADMIN, "alice", enabled=False)
+        # The server ends the stream (at its next check, within STREAM_RECHECK_SECONDS).
+        while await stream.content.readline():
+            pass
+        stream.close()
