@@ -3,6 +3,11 @@
 Admins may do everything. Otherwise: a team's owners manage its members and its namespaces
 (each right can be limited to admins by ``[permissions]``, like Portus' ``user_permission.*``);
 users manage their own password, tokens and personal namespace. Every change is audited.
+
+A bot belongs to the team it was created in (bots from before owners existed belong to the
+admins): only that team's owners and admins manage its memberships and its tokens, so adding a
+bot to another team needs owning both (``policy.may_manage_bot``). To anyone else a bot they
+may not manage is not found, like an account that does not exist.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import UTC, datetime
 from services.auth.audit import Audit
 from services.auth.models import AccountKind, AppToken, Member, Namespace, Team, User
 from services.auth.passwords import hash_password
-from services.auth.policy import Principal, Role, Visibility
+from services.auth.policy import Principal, Role, Visibility, may_manage_bot
 from services.auth.ports import AuthStore
 from services.auth.service import APP_TOKEN_PREFIX, new_secret, secret_hash
 from services.core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -79,7 +84,8 @@ class IdentityService:
         _check_name(name, "bot")
         _check_role(role)
         await self._require_team_manager(actor, team)
-        bot = User(name, f"{name}@bots.local", admin=False, enabled=True, kind="bot")
+        bot = User(name, f"{name}@bots.local", admin=False, enabled=True, kind="bot",
+                   owner_team=team)
         await self.store.create_user(bot, None)
         await self.store.set_member(team, name, role)
         await self._audit.record("bot.create", actor.name, subject=name, team=team,
@@ -200,6 +206,7 @@ class IdentityService:
     async def set_member(self, actor: Principal, team: str, user: str, role: Role) -> Member:
         _check_role(role)
         await self._require_team_manager(actor, team)
+        await self._require_bot_manager(actor, user)
         if role != "owner":
             await self._keep_an_owner(team, leaving=user)
         before = await self.store.set_member(team, user, role)
@@ -212,7 +219,13 @@ class IdentityService:
         return Member(team, user, role)
 
     async def remove_member(self, actor: Principal, team: str, user: str) -> None:
-        await self._require_team_manager(actor, team)
+        """For the team's managers; a bot's owner may also take the bot out of any team (that
+        only takes access away)."""
+        try:
+            await self._require_team_manager(actor, team)
+        except Forbidden:
+            if await self._bot_managed_by(actor, user) is not True:
+                raise
         await self._keep_an_owner(team, leaving=user)
         if await self.store.remove_member(team, user) is None:
             raise NotFound("member_not_found", f"{user!r} is not a member of {team!r}")
@@ -371,18 +384,33 @@ class IdentityService:
             raise Forbidden("forbidden", f"only admins and owners of {team!r} may do this")
 
     async def _require_token_manager(self, actor: Principal, user: str) -> None:
-        found = await self.store.get_user(user)
-        if found is None:
-            raise NotFound("user_not_found", f"no account named {user!r}")
-        if actor.admin or actor.name == user:
+        account = await self._user(user)
+        if actor.name == user:
             return
-        if found[0].kind == "bot":
-            # A bot's tokens are managed by the owners of a team it belongs to.
-            bot_teams = {team for team, _ in (await self.store.roles_of(user)).items()}
-            roles = await self.store.roles_of(actor.name or "")
-            if any(roles.get(team) == "owner" for team in bot_teams):
-                return
-        raise Forbidden("forbidden", f"only {user!r} and admins manage these tokens")
+        if account.kind == "bot":
+            await self._require_bot_manager(actor, user, account)
+        elif not actor.admin:
+            raise Forbidden("forbidden", f"only {user!r} and admins manage these tokens")
+
+    async def _require_bot_manager(
+        self, actor: Principal, name: str, account: User | None = None
+    ) -> None:
+        """NotFound, as for an unknown account, when ``name`` is a bot ``actor`` may not
+        manage; people and unknown names pass (the caller decides about those)."""
+        if await self._bot_managed_by(actor, name, account) is False:
+            raise NotFound("user_not_found", f"no account named {name!r}")
+
+    async def _bot_managed_by(
+        self, actor: Principal, name: str, account: User | None = None
+    ) -> bool | None:
+        """Whether ``actor`` manages the bot ``name``; None when it is no bot."""
+        if account is None:
+            found = await self.store.get_user(name)
+            account = None if found is None else found[0]
+        if account is None or account.kind != "bot":
+            return None
+        roles = await self.store.roles_of(actor.name or "")
+        return may_manage_bot(actor, account.owner_team, roles)
 
     async def _keep_an_owner(self, team: str, *, leaving: str) -> None:
         owners = {m.user for m in await self.store.members(team) if m.role == "owner"}

@@ -25,7 +25,11 @@ NamespaceKind = Literal["global", "personal", "team"]
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A person or a bot. Bots have no password and no personal namespace."""
+    """A person or a bot. Bots have no password and no personal namespace.
+
+    ``owner_team``: the team that owns a bot (it manages the bot's memberships and tokens);
+    None for a bot owned by the administrators, and always None for a person.
+    """
 
     name: str
     email: str
@@ -34,6 +38,7 @@ class User:
     kind: AccountKind = "user"
     failed_logins: int = 0
     locked_until: datetime | None = None
+    owner_team: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

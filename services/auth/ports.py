@@ -19,7 +19,7 @@ NamespaceRecord = tuple[Namespace, Role | None]
 AUTH_RECORDS: RecordSpec = {
     "user": {"name": "str", "email": "str", "kind": ("user", "bot"), "password_hash": "str?",
              "admin": "bool", "enabled": "bool", "failed_logins": "int", "locked_until": "num?",
-             "created_at": "num"},
+             "created_at": "num", "owner_team": "str?"},
     "team": {"name": "str", "description": "str", "created_at": "num"},
     "member": {"team": "str", "user": "str", "role": ("viewer", "contributor", "owner")},
     "namespace": {"name": "str", "kind": ("global", "personal", "team"),
@@ -50,7 +50,8 @@ class AuthStore(Protocol):
     async def create_user(self, user: User, password_hash: str | None) -> None:
         """Create the account (and, for a person, their private personal namespace).
 
-        Raises Conflict when the name is taken by an account or a namespace.
+        Raises Conflict when the name is taken by an account or a namespace, NotFound when a
+        bot's ``owner_team`` does not exist.
         """
         ...
 

@@ -14,6 +14,8 @@ Every row is written out by hand from the model, not computed:
 - admins may do everything, even where no namespace exists yet; Dockyard's own identity only
   pulls; a disabled account may do nothing, admin or not.
 - the credential (password, application token, refresh token) never changes the answer.
+- a bot is managed (memberships, tokens) by the owners of its owning team and by admins only;
+  a role in another team the bot belongs to gives nothing, and bots manage no bot.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from services.auth.policy import (
     Visibility,
     catalog_allowed,
     grant,
+    may_manage_bot,
     repository_actions,
 )
 
@@ -286,3 +289,30 @@ def test_only_admins_and_dockyard_list_the_catalog(who, allowed, credential):
     principal = Principal(principal.name, principal.kind, admin=principal.admin,
                           enabled=principal.enabled, credential=credential)
     assert catalog_allowed(principal) is allowed
+
+
+# bots --------------------------------------------------------------------------------------
+# The bot is owned by team "devs" (or by the admins: None); the role is the asker's in "devs";
+# "ops" is another team the bot may be a member of, where the asker is owner.
+
+
+@pytest.mark.parametrize(
+    ("who", "owner_team", "roles", "allowed"),
+    [
+        ("admin", "devs", {}, True),
+        ("admin", None, {}, True),
+        ("service", None, {}, False),  # Dockyard's own identity (the CLI operator is an admin)
+        ("user", "devs", {"devs": "owner"}, True),
+        ("user", "devs", {"devs": "contributor"}, False),
+        ("user", "devs", {"devs": "viewer"}, False),
+        ("user", "devs", {"ops": "owner"}, False),  # owning a team the bot is in is not enough
+        ("user", "devs", {}, False),
+        ("user", None, {"devs": "owner"}, False),  # admins' bots: admins only
+        ("bot", "devs", {"devs": "owner"}, False),  # bots manage no bot
+        ("anonymous", "devs", {}, False),
+        ("disabled user", "devs", {"devs": "owner"}, False),
+        ("disabled admin", "devs", {}, False),
+    ],
+)
+def test_who_manages_a_bot(who, owner_team, roles, allowed):
+    assert may_manage_bot(WHO[who], owner_team, roles) is allowed
