@@ -147,6 +147,17 @@ class AuthConfig(_Section):
     # false: only admins sign in with a Dockyard password; everyone else uses the directory
     # or an OIDC provider (application tokens keep working).
     local_login: bool = True
+    # Signs the pending state of a portal sign-in (OIDC, GitHub) while the browser is at the
+    # provider; used for nothing else, and every replica needs the same. dockyard init writes
+    # one; empty: a random key per process (a sign-in must come back to the one that began it).
+    login_state_secret: str = ""
+
+    @field_validator("login_state_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:  # noqa: PLR2004 - as [webhook] secret
+            raise ValueError("use at least 16 characters (or leave it empty)")
+        return value
 
 
 class PermissionsConfig(_Section):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -231,6 +232,28 @@ async def test_browser_routes_start_a_portal_session(
         # Replaying the callback fails: the provider's code is single-use.
         again = await browser.get("/auth/oidc/corp/callback", params=callback)
         assert again.status_code == 401
+
+
+async def test_the_sign_in_state_has_its_own_key(
+    dockyard: Dockyard, provider: OidcProviderProcess
+) -> None:
+    """Issue 15: the key was derived from the webhook secret, which the registry holds too
+    (registry.yml): whoever reads that file could forge a pending sign-in."""
+    provider.set_user("sub-k", {"preferred_username": "kim"})
+    webhook = dockyard.config.webhook.secret.encode()
+    derived = hashlib.sha256(b"dockyard-oidc-pending\0" + webhook).digest()
+    async with httpx.AsyncClient(base_url=dockyard.url, timeout=10) as browser:
+        start_login = await browser.get("/auth/oidc/corp/login")
+        callback = await provider.authorize(start_login.headers["Location"], "sub-k")
+        pending = PendingLogin.decode(browser.cookies["dockyard_oidc"],
+                                      dockyard.app[DIRECTORY].state_key)
+        browser.cookies.set("dockyard_oidc", pending.encode(derived), path="/auth/oidc/")
+        forged = await browser.get("/auth/oidc/corp/callback", params=callback)
+        assert forged.status_code == 401
+        assert "tampered with" in forged.text
+    assert dockyard.config.auth.login_state_secret  # dockyard init wrote one
+    assert dockyard.config.auth.login_state_secret != dockyard.config.webhook.secret
+    assert await dockyard.app[IDENTITY].store.get_user("kim") is None
 
 
 async def test_an_auth_service_running_alone_finishes_the_sign_in(
