@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -244,14 +252,24 @@ class OidcProviderConfig(_Section):
     auto_onboard: bool = True
     groups: list[GroupMapping] = []
     manage_manual_members: bool = False
-    # GitHub: sign-in limited to members of these organisations / "org/team"s (none: anyone).
+    # GitHub: who may sign in at all — members of these organisations or "org/team"s, and
+    # these logins. A GitHub provider needs at least one: GitHub itself admits anyone.
     organizations: list[str] = []
     github_teams: list[str] = []
+    github_users: list[str] = []
     api_url: str = "https://api.github.com"
     authorize_url: str = "https://github.com/login/oauth/authorize"
     token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105 - a URL
     timeout_seconds: float = Field(default=10, gt=0)
     clock_skew_seconds: int = Field(default=60, ge=0)
+
+    @model_validator(mode="after")
+    def _github_allow_list(self) -> Self:
+        if self.kind == "github" and not (self.organizations or self.github_teams
+                                          or self.github_users):
+            raise ValueError("a GitHub provider needs organizations, github_teams or"
+                             " github_users: without one every GitHub account could sign in")
+        return self
 
 
 class ScannerConfig(_Section):
