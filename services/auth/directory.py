@@ -41,11 +41,13 @@ __all__ = [
     "LDAP_SOURCE",
     "Directory",
     "Identity",
+    "IdentityChanged",
     "LdapLogins",
     "MembershipChange",
     "SyncRules",
     "desired_memberships",
     "ldap_rules",
+    "may_claim",
     "plan_memberships",
 ]
 
@@ -73,6 +75,14 @@ class Identity:
     email: str
     groups: frozenset[str]
     movable: bool = False
+    # The provider vouches for ``email`` (OIDC ``email_verified``, GitHub's verified emails).
+    email_verified: bool = False
+    # The source's user names are assigned by its administrators and unique (LDAP uids), so a
+    # pre-created account is claimed by its name; a provider's names are the person's choice.
+    names_assigned: bool = False
+    # Ids the account may have been linked under before (an LDAP DN, before stable entry
+    # ids): accepted once, and the link moves to ``external_id``.
+    previous_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +213,10 @@ class Directory:
             raise Invalid("invalid_user_name", f"{name!r} is not a valid account name")
         if email and not _usable_email(email):
             raise Invalid("invalid_email", "email must look like name@example.com")
+        if not email and source != LDAP_SOURCE:
+            raise Invalid("email_required", "give the person's email: a sign-in provider's"
+                          " user names are their own choice, so the account goes to the first"
+                          " sign-in with that verified email (may_claim)")
         user = User(name, email or f"{name}@localhost", admin=False, enabled=True)
         await self.accounts.create_user(user, None)
         await self.links.link(ExternalAccount(name, source, ""))
@@ -238,10 +252,15 @@ class Directory:
                 or user.kind != "user":
             raise Forbidden("account_conflict", f"the account {name!r} exists in Dockyard and"
                             f" does not come from {identity.source}; an admin must resolve this")
+        if not link.external_id and not may_claim(user, identity):
+            raise Forbidden("account_conflict", f"the account {name!r} was created for a"
+                            f" {identity.source} identity with the verified email"
+                            f" {user.email}, which this sign-in does not have")
         if link.external_id and link.external_id != identity.external_id \
-                and not identity.movable:
-            raise Forbidden("account_conflict", f"the account {name!r} belongs to another"
-                            f" {identity.source} identity; an admin must resolve this")
+                and not identity.movable and link.external_id not in identity.previous_ids:
+            raise IdentityChanged("account_conflict", f"the account {name!r} belongs to"
+                                  f" another {identity.source} identity; an admin must resolve"
+                                  " this")
         if link.external_id != identity.external_id or link.suspended:
             await self.links.link(ExternalAccount(name, identity.source, identity.external_id))
         if link.suspended and not user.enabled:
@@ -308,6 +327,22 @@ class Directory:
                                 details=dict(details))
 
 
+class IdentityChanged(Forbidden):
+    """The account is linked to another identity of the same source than the one signing in
+    under its name (a reused LDAP uid, another OIDC ``sub``)."""
+
+
+def may_claim(account: User, identity: Identity) -> bool:
+    """Whether ``identity`` may take over ``account``, pre-created (no external id yet) under
+    its name. By name only where names are assigned by the directory (LDAP); for a sign-in
+    provider, whose user names the person may choose, only with a verified email equal to the
+    one the admin gave the account (compared case-insensitively)."""
+    if identity.names_assigned:
+        return True
+    return (identity.email_verified and _usable_email(identity.email)
+            and identity.email.casefold() == account.email.casefold())
+
+
 def _usable_email(email: str) -> bool:
     """One ``@``, printable, no spaces, short enough; anything else a directory sends is
     ignored rather than stored."""
@@ -338,7 +373,12 @@ class LdapLogins:
             if link is not None and await self._ldap.lookup(username) is None:
                 await self._directory.suspend(username, LDAP_SOURCE)
             return None
-        return await self._directory.apply(self._identity(username, entry), self._rules)
+        try:
+            return await self._directory.apply(self._identity(username, entry), self._rules)
+        except IdentityChanged:
+            # Another entry under the same uid: the account's own entry is gone.
+            await self._directory.suspend(username, LDAP_SOURCE)
+            raise
 
     async def sync_all(self) -> int:
         """Sync every LDAP account now; returns how many were looked at. Stops (raising
@@ -352,6 +392,8 @@ class LdapLogins:
                 continue
             try:
                 await self._directory.apply(self._identity(account.name, entry), self._rules)
+            except IdentityChanged:
+                await self._directory.suspend(account.name, LDAP_SOURCE)
             except Forbidden as exc:
                 log.warning("ldap sync skipped an account",
                             extra={"user": account.name, "reason": exc.code})
@@ -359,8 +401,15 @@ class LdapLogins:
 
     @staticmethod
     def _identity(username: str, entry: DirectoryEntry) -> Identity:
-        return Identity(LDAP_SOURCE, normalize_dn(entry.dn), username, entry.email, entry.groups,
-                        movable=True)
+        """Linked by the entry's stable id where the directory has one (entryUUID, objectGUID):
+        a new entry under a reused uid is another person. Without one, by DN, which moves
+        with the entry (so a reused uid cannot be told apart)."""
+        dn = normalize_dn(entry.dn)
+        if entry.unique_id:
+            return Identity(LDAP_SOURCE, entry.unique_id, username, entry.email, entry.groups,
+                            names_assigned=True, previous_ids=frozenset({dn}))
+        return Identity(LDAP_SOURCE, dn, username, entry.email, entry.groups, movable=True,
+                        names_assigned=True)
 
 
 def ldap_rules(mappings: Sequence[GroupMapping], admin_group: str,

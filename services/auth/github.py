@@ -2,7 +2,8 @@
 
 The browser goes to ``authorize_url`` with ``state`` and a PKCE challenge and comes back with a
 code, which is exchanged at ``token_url`` for an access token; the account is then read from
-the REST API (``GET /user``, ``/user/orgs``, ``/user/teams``; scope ``read:org``). Groups are
+the REST API (``GET /user``, ``/user/orgs``, ``/user/teams``, ``/user/emails``; scopes
+``read:org user:email``). Groups are
 the organisations (``acme``) and teams (``acme/web``) the user belongs to, mapped to Dockyard
 teams like LDAP groups; ``organizations`` / ``github_teams`` / ``github_users`` say who may
 sign in at all (one of them is required: GitHub admits anyone).
@@ -101,9 +102,14 @@ class GithubProvider:
         if not may_sign_in(groups, str(profile["login"]), self.settings):
             raise Forbidden("not_a_member", "your GitHub account is not in an organisation or"
                             " team allowed to sign in here")
+        email = str(profile.get("email") or "")
+        # Which of the account's emails GitHub verified (scope user:email).
+        verified = {str(item.get("email", "")).casefold()
+                    for item in await self._list(f"{api}/user/emails", headers)
+                    if item.get("verified") is True}
         identity = Identity(f"oidc:{self.name}", str(profile["id"]),
-                            str(profile["login"]).lower(), str(profile.get("email") or ""),
-                            groups)
+                            str(profile["login"]).lower(), email, groups,
+                            email_verified=email.casefold() in verified)
         user = await self._directory.apply(identity, rules_of(self.settings))
         if not user.enabled:
             raise Forbidden("account_disabled", f"the account {user.name!r} is disabled")

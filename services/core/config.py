@@ -209,6 +209,10 @@ class LdapConfig(_Section):
     user_filter: str = "(objectClass=inetOrgPerson)"
     uid_attribute: str = "uid"
     email_attribute: str = "mail"
+    # An entry's stable id, the first of these it has (RFC 4530 entryUUID: OpenLDAP, 389-ds;
+    # objectGUID: Active Directory): accounts are linked to it, so a new entry under a reused
+    # uid is someone else. []: linked by DN.
+    id_attributes: list[str] = ["entryUUID", "objectGUID"]
     # Where a user's groups come from: the user's memberOf, or a search of groupOfNames
     # (member) / groupOfUniqueNames (uniqueMember) entries under group_base.
     group_membership: Literal["memberOf", "groupOfNames", "groupOfUniqueNames"] = "memberOf"

@@ -60,8 +60,8 @@ def test_a_github_provider_needs_an_allow_list(tmp_path: Path) -> None:
     (tmp_path / "dockyard.toml").write_text(
         '[webhook]\nsecret = "0123456789abcdef"\n[oidc.github]\nkind = "github"\n'
         'client_id = "gh"\n')
-    with pytest.raises(ConfigError, match="oidc.github: .*needs organizations, github_teams"
-                       " or github_users"):
+    with pytest.raises(ConfigError, match=r"oidc\.github: .*needs organizations, github_teams"
+                       r" or github_users"):
         load_config(tmp_path / "dockyard.toml", env={})
 
 
@@ -80,6 +80,9 @@ class FakeGithub:
         app.router.add_get("/api/user", self._user)
         app.router.add_get("/api/user/orgs", self._orgs)
         app.router.add_get("/api/user/teams", self._teams)
+        app.router.add_get("/api/user/emails", self._emails)
+        self.emails: list[dict[str, object]] = [
+            {"email": "octo@acme.test", "primary": True, "verified": True}]
         self._runner = web.AppRunner(app)
 
     async def __aenter__(self) -> Self:
@@ -103,6 +106,9 @@ class FakeGithub:
 
     async def _teams(self, request: web.Request) -> web.Response:
         return self._page(request, self.teams)
+
+    async def _emails(self, request: web.Request) -> web.Response:
+        return self._page(request, self.emails)
 
     @staticmethod
     def _page(request: web.Request, items: list[dict[str, object]]) -> web.Response:

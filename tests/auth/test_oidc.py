@@ -173,15 +173,56 @@ async def test_an_expired_id_token_is_refused(tmp_path: Path) -> None:
 async def test_without_onboarding_only_existing_accounts_sign_in(
     dockyard: Dockyard, provider: OidcProviderProcess
 ) -> None:
-    provider.set_user("sub-p", {"preferred_username": "pat"})
+    provider.set_user("sub-p", {"preferred_username": "pat", "email": "pat@corp.test",
+                                "email_verified": True})
     pending, callback = await sign_in(dockyard, provider, "sub-p", "closed")
     with pytest.raises(Forbidden) as caught:
         await dockyard.app[DIRECTORY].providers.finish("closed", pending, callback)
     assert caught.value.code == "not_onboarded"
-    await dockyard.app[DIRECTORY].directory.precreate(ADMIN, "pat", source="oidc:closed")
+    await dockyard.app[DIRECTORY].directory.precreate(ADMIN, "pat", source="oidc:closed",
+                                                      email="pat@corp.test")
     pending, callback = await sign_in(dockyard, provider, "sub-p", "closed")
     user = await dockyard.app[DIRECTORY].providers.finish("closed", pending, callback)
     assert user.name == "pat"
+    link = await dockyard.app[DIRECTORY].directory.links.account("pat")
+    assert link is not None
+    assert link.external_id == "sub-p"
+
+
+@pytest.mark.parametrize("claims", [
+    {"preferred_username": "pia"},  # the name alone
+    {"preferred_username": "pia", "email": "pia@corp.test"},  # an email nobody verified
+    {"preferred_username": "pia", "email": "pia@corp.test", "email_verified": "true"},
+    {"preferred_username": "pia", "email": "mallory@corp.test", "email_verified": True},
+])
+async def test_a_precreated_account_is_not_claimed_by_its_name(
+    dockyard: Dockyard, provider: OidcProviderProcess, claims: dict[str, object]
+) -> None:
+    """Issue 15: a pre-created account went to the first sign-in whose preferred_username
+    matched, a name the person chooses at many providers."""
+    directory = dockyard.app[DIRECTORY].directory
+    await directory.precreate(ADMIN, "pia", source="oidc:closed", email="Pia@corp.test")
+    provider.set_user("sub-mallory", claims)
+    pending, callback = await sign_in(dockyard, provider, "sub-mallory", "closed")
+    with pytest.raises(Forbidden) as caught:
+        await dockyard.app[DIRECTORY].providers.finish("closed", pending, callback)
+    assert caught.value.code == "account_conflict"
+    link = await directory.links.account("pia")
+    assert link is not None
+    assert link.external_id == ""  # still waiting for its person
+    provider.set_user("sub-pia", {"preferred_username": "pia", "email": "pia@corp.test",
+                                  "email_verified": True})
+    pending, callback = await sign_in(dockyard, provider, "sub-pia", "closed")
+    assert (await dockyard.app[DIRECTORY].providers.finish("closed", pending,
+                                                           callback)).name == "pia"
+
+
+async def test_precreating_a_provider_account_needs_its_email(dockyard: Dockyard) -> None:
+    response = await dockyard.client.post("/api/v1/directory/accounts",
+                                          json={"name": "noemail", "source": "oidc:closed"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "email_required"
+    assert await dockyard.app[IDENTITY].store.get_user("noemail") is None
 
 
 async def test_a_local_account_is_not_taken_over(
