@@ -26,6 +26,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from services.auth.audit import Audit
@@ -188,7 +189,7 @@ class Directory:
         await self._sync_teams(user.name, identity, rules)
         return user
 
-    async def suspend(self, name: str, source: str) -> None:
+    async def suspend(self, name: str, source: str, reason: str = "gone from directory") -> None:
         """The directory no longer knows ``name``: disable it, marked as the directory's doing.
 
         An account already disabled (by an admin) is left as it is and not marked, so the
@@ -203,7 +204,24 @@ class Directory:
             await self.links.link(replace(link, suspended=True))
         await self.accounts.update_user(name, enabled=False)
         await self.accounts.revoke_refresh_tokens(name)
-        await self._record("user.disable", source, name, {"reason": "gone from directory"})
+        await self._record("user.disable", source, name, {"reason": reason})
+
+    async def suspend_inactive(self, source: str, *, days: float, now: datetime) -> int:
+        """Suspend the accounts of ``source`` that it has not vouched for (a sign-in) in
+        ``days``: an OIDC provider or GitHub never says when someone left, and app tokens
+        outlive every sign-in. Returns how many were suspended. An account not seen since
+        ``seen_at`` was recorded is counted from now."""
+        cutoff = now - timedelta(days=days)
+        suspended = 0
+        for link in await self.links.accounts(source):
+            if not link.external_id or link.suspended:
+                continue  # pre-created, never signed in; or already suspended
+            if link.seen_at is None:
+                await self.links.link(replace(link, seen_at=now))
+            elif link.seen_at < cutoff:
+                await self.suspend(link.name, source, f"no sign-in for {days:g} days")
+                suspended += 1
+        return suspended
 
     async def precreate(self, actor: Principal, name: str, *, source: str, email: str = "") -> User:
         """An account for someone who has not signed in yet, so they can join teams now."""
@@ -243,7 +261,8 @@ class Directory:
             email = identity.email if _usable_email(identity.email) else f"{name}@localhost"
             user = User(name, email, admin=False, enabled=True)
             await self.accounts.create_user(user, None)
-            await self.links.link(ExternalAccount(name, identity.source, identity.external_id))
+            await self.links.link(ExternalAccount(name, identity.source, identity.external_id,
+                                                  seen_at=datetime.now(UTC)))
             await self._record("user.create", identity.source, name,
                                {"source": identity.source}, namespace=name)
             return user
@@ -261,8 +280,8 @@ class Directory:
             raise IdentityChanged("account_conflict", f"the account {name!r} belongs to"
                                   f" another {identity.source} identity; an admin must resolve"
                                   " this")
-        if link.external_id != identity.external_id or link.suspended:
-            await self.links.link(ExternalAccount(name, identity.source, identity.external_id))
+        await self.links.link(ExternalAccount(name, identity.source, identity.external_id,
+                                              seen_at=datetime.now(UTC)))
         if link.suspended and not user.enabled:
             user = await self.accounts.update_user(name, enabled=True)
             await self._record("user.enable", identity.source, name,

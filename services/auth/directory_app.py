@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,9 +42,11 @@ __all__ = [
     "login_state_key",
     "open_directory",
     "open_directory_store",
+    "suspend_inactive",
 ]
 
 DIRECTORY_DB = Path("directory.db")
+INACTIVITY_CHECK_SECONDS = 3600.0
 log = logging.getLogger("dockyard.auth.directory")
 
 
@@ -124,4 +127,15 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HEALTH].add("ldap", parts.ping_ldap)
         app[JOBS].append(Job("ldap-sync", app[CONFIG].ldap.sync_interval_seconds,
                              parts.ldap.sync_all))
+    if any(p.inactive_days for p in app[CONFIG].oidc.values()):
+        app[JOBS].append(Job("directory-inactivity", INACTIVITY_CHECK_SECONDS,
+                             lambda: suspend_inactive(app[CONFIG], parts.directory)))
     yield
+
+
+async def suspend_inactive(config: Config, directory: Directory) -> int:
+    """Each provider's ``inactive_days`` rule, now (the job ``directory_ctx`` registers)."""
+    now = datetime.now(UTC)
+    return sum([await directory.suspend_inactive(f"oidc:{name}", days=settings.inactive_days,
+                                                 now=now)
+                for name, settings in config.oidc.items() if settings.inactive_days])

@@ -99,7 +99,12 @@ class GithubProvider:
             raise Unauthorized("github_api", "GitHub did not say who signed in")
         groups = github_groups(await self._list(f"{api}/user/orgs", headers),
                                await self._list(f"{api}/user/teams", headers))
+        source = f"oidc:{self.name}"
         if not may_sign_in(groups, str(profile["login"]), self.settings):
+            # GitHub says they are no longer allowed: their account (and tokens) stop too.
+            link = await self._directory.links.by_external_id(source, str(profile["id"]))
+            if link is not None:
+                await self._directory.suspend(link.name, source, "not allowed by GitHub")
             raise Forbidden("not_a_member", "your GitHub account is not in an organisation or"
                             " team allowed to sign in here")
         email = str(profile.get("email") or "")
@@ -107,7 +112,7 @@ class GithubProvider:
         verified = {str(item.get("email", "")).casefold()
                     for item in await self._list(f"{api}/user/emails", headers)
                     if item.get("verified") is True}
-        identity = Identity(f"oidc:{self.name}", str(profile["id"]),
+        identity = Identity(source, str(profile["id"]),
                             str(profile["login"]).lower(), email, groups,
                             email_verified=email.casefold() in verified)
         user = await self._directory.apply(identity, rules_of(self.settings))

@@ -83,11 +83,14 @@ class ExternalAccount:
 
     ``source`` is ``ldap`` or ``oidc:<provider>``; ``external_id`` the LDAP DN or the OIDC
     ``sub`` (empty for an account pre-created before its first sign-in). ``suspended``: the
-    directory no longer knows it, so Dockyard disabled it (and re-enables it if it returns;
-    an account disabled by an admin is never re-enabled by the directory).
+    directory no longer knows it (or the provider has not vouched for it for too long), so
+    Dockyard disabled it (and re-enables it if it returns; an account disabled by an admin is
+    never re-enabled by the directory). ``seen_at``: when the directory or provider last
+    vouched for it (a sign-in; None: not since this was recorded).
     """
 
     name: str
     source: str
     external_id: str
     suspended: bool = False
+    seen_at: datetime | None = None

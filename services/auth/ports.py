@@ -36,7 +36,8 @@ AUTH_RECORDS: RecordSpec = {
 # external_id is an account created before its first sign-in), then the memberships the group
 # sync made, one record per user and team.
 DIRECTORY_RECORDS: RecordSpec = {
-    "account": {"name": "str", "source": "str", "external_id": "str", "suspended": "bool"},
+    "account": {"name": "str", "source": "str", "external_id": "str", "suspended": "bool",
+                "seen_at": "num?"},
     "managed_member": {"user": "str", "team": "str", "role": ("viewer", "contributor", "owner")},
 }
 

@@ -266,6 +266,9 @@ class OidcProviderConfig(_Section):
     token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105 - a URL
     timeout_seconds: float = Field(default=10, gt=0)
     clock_skew_seconds: int = Field(default=60, ge=0)
+    # An account with no sign-in through this provider for this long is disabled (its app
+    # tokens stop working) until its next sign-in: the provider never says who left. 0: never.
+    inactive_days: float = Field(default=90, ge=0)
 
     @model_validator(mode="after")
     def _github_allow_list(self) -> Self:

@@ -203,6 +203,23 @@ async def test_organisation_restriction(tmp_path: Path, github: FakeGithub) -> N
         assert await dockyard.app[IDENTITY].store.get_user("octo-cat") is None
 
 
+async def test_leaving_the_allowed_organisation_suspends_the_account(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    async for dockyard in start(tmp_path, github, 'organizations = ["acme"]'):
+        providers = dockyard.app[DIRECTORY].providers
+        url, pending = await providers.begin("github")
+        await providers.finish("github", pending, await authorize(github, url))
+        github.orgs, github.teams = [{"login": "other"}], []
+        url, pending = await providers.begin("github")
+        with pytest.raises(Forbidden) as caught:
+            await providers.finish("github", pending, await authorize(github, url, "code-2"))
+        assert caught.value.code == "not_a_member"
+        found = await dockyard.app[IDENTITY].store.get_user("octo-cat")
+        assert found is not None
+        assert not found[0].enabled  # and with it, its app tokens
+
+
 async def test_a_code_without_its_verifier_is_refused(tmp_path: Path, github: FakeGithub) -> None:
     async for dockyard in start(tmp_path, github, 'github_users = ["octo-cat"]'):
         providers = dockyard.app[DIRECTORY].providers

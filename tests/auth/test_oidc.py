@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,12 +18,13 @@ import pytest
 from aiohttp import web
 
 from services.auth.access import IDENTITY
-from services.auth.directory_app import DIRECTORY
+from services.auth.directory_app import DIRECTORY, suspend_inactive
 from services.auth.oidc import OidcProvider, PendingLogin, pkce_challenge
 from services.auth.policy import Principal
 from services.auth.sessions import COOKIE, SESSIONS
 from services.core.config import load_config
 from services.core.errors import Forbidden, NotFound, Unauthorized
+from services.core.web import JOBS
 from services.server import build_app
 from tests.support.dockyard import Dockyard, initialised, running_dockyard
 from tests.support.oidc import OidcProviderProcess, require_oidc_provider
@@ -345,3 +347,33 @@ async def test_app_tokens_of_oidc_users_work_after_the_id_token(
         "/v2/token", params={"service": dockyard.config.auth.service},
         headers={"Authorization": "Basic " + base64.b64encode(b"tom:anything").decode()})
     assert response.status_code == 401
+
+
+async def test_an_account_not_signed_in_for_inactive_days_is_suspended(
+    dockyard: Dockyard, provider: OidcProviderProcess
+) -> None:
+    """Issue 15: OIDC users were never deprovisioned; their app tokens lived on forever."""
+    provider.set_user("sub-ida", {"preferred_username": "ida"})
+    pending, callback = await sign_in(dockyard, provider, "sub-ida")
+    await dockyard.app[DIRECTORY].providers.finish("corp", pending, callback)
+    _, secret = await dockyard.app[IDENTITY].create_token(Principal("ida", "user"), "ida", "ci")
+    directory = dockyard.app[DIRECTORY].directory
+    link = await directory.links.account("ida")
+    assert link is not None
+    assert link.seen_at is not None
+    assert "directory-inactivity" in [job.name for job in dockyard.app[JOBS]]
+    assert await suspend_inactive(dockyard.config, directory) == 0  # seen just now
+    await directory.links.link(dataclasses.replace(
+        link, seen_at=datetime.now(UTC) - timedelta(days=91)))  # the default: 90 days
+    assert await suspend_inactive(dockyard.config, directory) == 1
+    assert (await app_token_login(dockyard, "ida", secret)).status_code == 401
+    # Signing in through the provider again vouches for the account anew.
+    pending, callback = await sign_in(dockyard, provider, "sub-ida")
+    assert (await dockyard.app[DIRECTORY].providers.finish("corp", pending, callback)).enabled
+    assert (await app_token_login(dockyard, "ida", secret)).status_code == 200
+
+
+async def app_token_login(dockyard: Dockyard, user: str, secret: str) -> httpx.Response:
+    auth = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return await dockyard.client.get("/v2/token", params={"service": dockyard.config.auth.service},
+                                     headers={"Authorization": auth})
