@@ -59,6 +59,8 @@ def initialise(
         "server": {"listen": listen, "external_url": external_url or f"http://{listen}"},
         "registry": {"url": registry_url.rstrip("/"), "config": REGISTRY_FILE},
         "webhook": {"secret": secrets.token_urlsafe(32)},
+        # One secret per purpose: the webhook's is shared with the registry, this one is not.
+        "auth": {"login_state_secret": secrets.token_urlsafe(32)},
     }
     # The environment is not applied here: init writes what it was given, and DOCKYARD_* variables
     # override it when Dockyard runs.

@@ -252,7 +252,7 @@ async def create_bot(request: web.Request) -> web.Response:
 
 
 def account_json(user: User) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "name": user.name,
         "kind": user.kind,
         "email": user.email,
@@ -260,6 +260,9 @@ def account_json(user: User) -> dict[str, Any]:
         "enabled": user.enabled,
         "locked_until": _rfc3339(user.locked_until),
     }
+    if user.kind == "bot":
+        body["owner_team"] = user.owner_team
+    return body
 
 
 def team_json(team: Team, members: list[Member] | None = None) -> dict[str, Any]:

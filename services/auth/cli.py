@@ -92,10 +92,11 @@ def add_commands(
     revoke.add_argument("label", metavar="LABEL")
 
     bot = _group(commands, "bot", "bots: accounts that sign in with tokens only")
-    add = _command(bot, "add", "add a bot as a member of a team", _bot_add)
+    add = _command(bot, "add", "add a bot as a member of a team, which owns it", _bot_add)
     add.add_argument("name", metavar="NAME")
     add.add_argument("--team", metavar="TEAM", required=True)
     add.add_argument("--role", choices=ROLES, required=True)
+    _command(bot, "list", "the bots and who owns each", _bot_list)
 
     keys = _group(commands, "keys", "token signing keys")
     _with_config(keys.add_parser("rotate", help="add a key, which signs from then on")) \
@@ -173,12 +174,23 @@ async def _token_revoke(identity: IdentityService, args: argparse.Namespace) -> 
 
 async def _bot_add(identity: IdentityService, args: argparse.Namespace) -> list[str]:
     await identity.create_bot(OPERATOR, args.name, team=args.team, role=args.role)
-    return [f"added bot {args.name}, {args.role} of {args.team}",
+    return [f"added bot {args.name}, {args.role} of {args.team}, owned by team {args.team}",
             f"give it a token with: dockyard token create {args.name} --label LABEL"]
 
 
 def _read_password() -> str:
     return sys.stdin.read().removesuffix("\n").removesuffix("\r")
+
+
+async def _bot_list(identity: IdentityService, _: argparse.Namespace) -> list[str]:
+    lines: list[str] = []
+    after: str | None = None
+    while bots := await identity.users(OPERATOR, kind="bot", after=after, limit=500):
+        lines.extend(f"{bot.name}  owner: "
+                     f"{f'team {bot.owner_team}' if bot.owner_team else 'administrators'}"
+                     f"{'' if bot.enabled else '  (disabled)'}" for bot in bots)
+        after = bots[-1].name
+    return lines
 
 
 # --- keys ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from services.auth.audit import Audit
@@ -41,11 +42,13 @@ __all__ = [
     "LDAP_SOURCE",
     "Directory",
     "Identity",
+    "IdentityChanged",
     "LdapLogins",
     "MembershipChange",
     "SyncRules",
     "desired_memberships",
     "ldap_rules",
+    "may_claim",
     "plan_memberships",
 ]
 
@@ -73,6 +76,14 @@ class Identity:
     email: str
     groups: frozenset[str]
     movable: bool = False
+    # The provider vouches for ``email`` (OIDC ``email_verified``, GitHub's verified emails).
+    email_verified: bool = False
+    # The source's user names are assigned by its administrators and unique (LDAP uids), so a
+    # pre-created account is claimed by its name; a provider's names are the person's choice.
+    names_assigned: bool = False
+    # Ids the account may have been linked under before (an LDAP DN, before stable entry
+    # ids): accepted once, and the link moves to ``external_id``.
+    previous_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +189,7 @@ class Directory:
         await self._sync_teams(user.name, identity, rules)
         return user
 
-    async def suspend(self, name: str, source: str) -> None:
+    async def suspend(self, name: str, source: str, reason: str = "gone from directory") -> None:
         """The directory no longer knows ``name``: disable it, marked as the directory's doing.
 
         An account already disabled (by an admin) is left as it is and not marked, so the
@@ -193,7 +204,24 @@ class Directory:
             await self.links.link(replace(link, suspended=True))
         await self.accounts.update_user(name, enabled=False)
         await self.accounts.revoke_refresh_tokens(name)
-        await self._record("user.disable", source, name, {"reason": "gone from directory"})
+        await self._record("user.disable", source, name, {"reason": reason})
+
+    async def suspend_inactive(self, source: str, *, days: float, now: datetime) -> int:
+        """Suspend the accounts of ``source`` that it has not vouched for (a sign-in) in
+        ``days``: an OIDC provider or GitHub never says when someone left, and app tokens
+        outlive every sign-in. Returns how many were suspended. An account not seen since
+        ``seen_at`` was recorded is counted from now."""
+        cutoff = now - timedelta(days=days)
+        suspended = 0
+        for link in await self.links.accounts(source):
+            if not link.external_id or link.suspended:
+                continue  # pre-created, never signed in; or already suspended
+            if link.seen_at is None:
+                await self.links.link(replace(link, seen_at=now))
+            elif link.seen_at < cutoff:
+                await self.suspend(link.name, source, f"no sign-in for {days:g} days")
+                suspended += 1
+        return suspended
 
     async def precreate(self, actor: Principal, name: str, *, source: str, email: str = "") -> User:
         """An account for someone who has not signed in yet, so they can join teams now."""
@@ -203,6 +231,10 @@ class Directory:
             raise Invalid("invalid_user_name", f"{name!r} is not a valid account name")
         if email and not _usable_email(email):
             raise Invalid("invalid_email", "email must look like name@example.com")
+        if not email and source != LDAP_SOURCE:
+            raise Invalid("email_required", "give the person's email: a sign-in provider's"
+                          " user names are their own choice, so the account goes to the first"
+                          " sign-in with that verified email (may_claim)")
         user = User(name, email or f"{name}@localhost", admin=False, enabled=True)
         await self.accounts.create_user(user, None)
         await self.links.link(ExternalAccount(name, source, ""))
@@ -229,7 +261,8 @@ class Directory:
             email = identity.email if _usable_email(identity.email) else f"{name}@localhost"
             user = User(name, email, admin=False, enabled=True)
             await self.accounts.create_user(user, None)
-            await self.links.link(ExternalAccount(name, identity.source, identity.external_id))
+            await self.links.link(ExternalAccount(name, identity.source, identity.external_id,
+                                                  seen_at=datetime.now(UTC)))
             await self._record("user.create", identity.source, name,
                                {"source": identity.source}, namespace=name)
             return user
@@ -238,12 +271,17 @@ class Directory:
                 or user.kind != "user":
             raise Forbidden("account_conflict", f"the account {name!r} exists in Dockyard and"
                             f" does not come from {identity.source}; an admin must resolve this")
+        if not link.external_id and not may_claim(user, identity):
+            raise Forbidden("account_conflict", f"the account {name!r} was created for a"
+                            f" {identity.source} identity with the verified email"
+                            f" {user.email}, which this sign-in does not have")
         if link.external_id and link.external_id != identity.external_id \
-                and not identity.movable:
-            raise Forbidden("account_conflict", f"the account {name!r} belongs to another"
-                            f" {identity.source} identity; an admin must resolve this")
-        if link.external_id != identity.external_id or link.suspended:
-            await self.links.link(ExternalAccount(name, identity.source, identity.external_id))
+                and not identity.movable and link.external_id not in identity.previous_ids:
+            raise IdentityChanged("account_conflict", f"the account {name!r} belongs to"
+                                  f" another {identity.source} identity; an admin must resolve"
+                                  " this")
+        await self.links.link(ExternalAccount(name, identity.source, identity.external_id,
+                                              seen_at=datetime.now(UTC)))
         if link.suspended and not user.enabled:
             user = await self.accounts.update_user(name, enabled=True)
             await self._record("user.enable", identity.source, name,
@@ -308,6 +346,22 @@ class Directory:
                                 details=dict(details))
 
 
+class IdentityChanged(Forbidden):
+    """The account is linked to another identity of the same source than the one signing in
+    under its name (a reused LDAP uid, another OIDC ``sub``)."""
+
+
+def may_claim(account: User, identity: Identity) -> bool:
+    """Whether ``identity`` may take over ``account``, pre-created (no external id yet) under
+    its name. By name only where names are assigned by the directory (LDAP); for a sign-in
+    provider, whose user names the person may choose, only with a verified email equal to the
+    one the admin gave the account (compared case-insensitively)."""
+    if identity.names_assigned:
+        return True
+    return (identity.email_verified and _usable_email(identity.email)
+            and identity.email.casefold() == account.email.casefold())
+
+
 def _usable_email(email: str) -> bool:
     """One ``@``, printable, no spaces, short enough; anything else a directory sends is
     ignored rather than stored."""
@@ -338,7 +392,12 @@ class LdapLogins:
             if link is not None and await self._ldap.lookup(username) is None:
                 await self._directory.suspend(username, LDAP_SOURCE)
             return None
-        return await self._directory.apply(self._identity(username, entry), self._rules)
+        try:
+            return await self._directory.apply(self._identity(username, entry), self._rules)
+        except IdentityChanged:
+            # Another entry under the same uid: the account's own entry is gone.
+            await self._directory.suspend(username, LDAP_SOURCE)
+            raise
 
     async def sync_all(self) -> int:
         """Sync every LDAP account now; returns how many were looked at. Stops (raising
@@ -352,6 +411,8 @@ class LdapLogins:
                 continue
             try:
                 await self._directory.apply(self._identity(account.name, entry), self._rules)
+            except IdentityChanged:
+                await self._directory.suspend(account.name, LDAP_SOURCE)
             except Forbidden as exc:
                 log.warning("ldap sync skipped an account",
                             extra={"user": account.name, "reason": exc.code})
@@ -359,8 +420,15 @@ class LdapLogins:
 
     @staticmethod
     def _identity(username: str, entry: DirectoryEntry) -> Identity:
-        return Identity(LDAP_SOURCE, normalize_dn(entry.dn), username, entry.email, entry.groups,
-                        movable=True)
+        """Linked by the entry's stable id where the directory has one (entryUUID, objectGUID):
+        a new entry under a reused uid is another person. Without one, by DN, which moves
+        with the entry (so a reused uid cannot be told apart)."""
+        dn = normalize_dn(entry.dn)
+        if entry.unique_id:
+            return Identity(LDAP_SOURCE, entry.unique_id, username, entry.email, entry.groups,
+                            names_assigned=True, previous_ids=frozenset({dn}))
+        return Identity(LDAP_SOURCE, dn, username, entry.email, entry.groups, movable=True,
+                        names_assigned=True)
 
 
 def ldap_rules(mappings: Sequence[GroupMapping], admin_group: str,

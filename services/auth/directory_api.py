@@ -12,7 +12,6 @@ group sync now.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -36,9 +35,7 @@ _PATH = "/auth/oidc/"
 
 
 def _key(request: web.Request) -> bytes:
-    # Derived from a secret every replica shares; never the secret itself.
-    secret = request.app[CONFIG].webhook.secret
-    return hashlib.sha256(b"dockyard-oidc-pending\0" + secret.encode()).digest()
+    return request.app[DIRECTORY].state_key
 
 
 @routes.get("/auth/oidc/{provider}/login")

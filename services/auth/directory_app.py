@@ -7,9 +7,13 @@ builds the sign-in providers; ``directory_ctx`` registers the periodic LDAP sync
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,11 +39,15 @@ __all__ = [
     "DIRECTORY_DB",
     "DirectoryParts",
     "directory_ctx",
+    "login_state_key",
     "open_directory",
     "open_directory_store",
+    "suspend_inactive",
 ]
 
 DIRECTORY_DB = Path("directory.db")
+INACTIVITY_CHECK_SECONDS = 3600.0
+log = logging.getLogger("dockyard.auth.directory")
 
 
 @dataclass
@@ -48,6 +56,8 @@ class DirectoryParts:
     ldap: LdapLogins | None = None
     providers: Providers = field(default_factory=Providers)
     _ldap_client: LdapDirectory | None = None
+    # Signs pending sign-ins (services/auth/directory_api.py); see login_state_key.
+    state_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     async def ping_ldap(self) -> None:
         if self._ldap_client is not None:
@@ -80,7 +90,19 @@ async def open_directory(
                 settings.groups, settings.admin_group, settings.manage_manual_members))
         providers = build_providers(config, directory)
         stack.push_async_callback(providers.aclose)
-        yield DirectoryParts(directory, logins, providers, client)
+        yield DirectoryParts(directory, logins, providers, client, login_state_key(config))
+
+
+def login_state_key(config: Config) -> bytes:
+    """The key of ``[auth] login_state_secret`` (its own secret: never the webhook's, which the
+    registry holds too), or a random one for this process when it is not set."""
+    secret = config.auth.login_state_secret
+    if not secret:
+        if config.oidc:
+            log.warning("[auth] login_state_secret is not set: portal sign-ins must come back"
+                        " to the process that began them")
+        return secrets.token_bytes(32)
+    return hashlib.sha256(b"dockyard-oidc-pending\0" + secret.encode()).digest()
 
 
 def open_directory_store(config: Config) -> AbstractAsyncContextManager[DirectoryStore]:
@@ -105,4 +127,15 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HEALTH].add("ldap", parts.ping_ldap)
         app[JOBS].append(Job("ldap-sync", app[CONFIG].ldap.sync_interval_seconds,
                              parts.ldap.sync_all))
+    if any(p.inactive_days for p in app[CONFIG].oidc.values()):
+        app[JOBS].append(Job("directory-inactivity", INACTIVITY_CHECK_SECONDS,
+                             lambda: suspend_inactive(app[CONFIG], parts.directory)))
     yield
+
+
+async def suspend_inactive(config: Config, directory: Directory) -> int:
+    """Each provider's ``inactive_days`` rule, now (the job ``directory_ctx`` registers)."""
+    now = datetime.now(UTC)
+    return sum([await directory.suspend_inactive(f"oidc:{name}", days=settings.inactive_days,
+                                                 now=now)
+                for name, settings in config.oidc.items() if settings.inactive_days])

@@ -2,9 +2,11 @@
 
 The browser goes to ``authorize_url`` with ``state`` and a PKCE challenge and comes back with a
 code, which is exchanged at ``token_url`` for an access token; the account is then read from
-the REST API (``GET /user``, ``/user/orgs``, ``/user/teams``; scope ``read:org``). Groups are
+the REST API (``GET /user``, ``/user/orgs``, ``/user/teams``, ``/user/emails``; scopes
+``read:org user:email``). Groups are
 the organisations (``acme``) and teams (``acme/web``) the user belongs to, mapped to Dockyard
-teams like LDAP groups; ``organizations`` / ``github_teams`` restrict who may sign in at all.
+teams like LDAP groups; ``organizations`` / ``github_teams`` / ``github_users`` say who may
+sign in at all (one of them is required: GitHub admits anyone).
 GitHub logins are case-insensitive, so the account name is the login lower-cased; the account
 is linked by GitHub's numeric user id, which survives a rename.
 """
@@ -50,11 +52,12 @@ def github_groups(orgs: Iterable[Mapping[str, Any]],
     return frozenset(groups)
 
 
-def may_sign_in(groups: frozenset[str], organizations: Iterable[str],
-                teams: Iterable[str]) -> bool:
-    """No restriction configured, or a member of one of the organisations or teams."""
-    allowed = {name.lower() for name in (*organizations, *teams)}
-    return not allowed or bool(allowed & groups)
+def may_sign_in(groups: frozenset[str], login: str, settings: OidcProviderConfig) -> bool:
+    """A member of one of the allowed organisations or teams, or an allowed login. Nothing
+    allowed admits nobody (the configuration refuses that: GitHub itself admits anyone)."""
+    allowed = {name.lower() for name in (*settings.organizations, *settings.github_teams)}
+    return bool(allowed & groups) or login.lower() in {
+        user.lower() for user in settings.github_users}
 
 
 class GithubProvider:
@@ -96,12 +99,22 @@ class GithubProvider:
             raise Unauthorized("github_api", "GitHub did not say who signed in")
         groups = github_groups(await self._list(f"{api}/user/orgs", headers),
                                await self._list(f"{api}/user/teams", headers))
-        if not may_sign_in(groups, self.settings.organizations, self.settings.github_teams):
+        source = f"oidc:{self.name}"
+        if not may_sign_in(groups, str(profile["login"]), self.settings):
+            # GitHub says they are no longer allowed: their account (and tokens) stop too.
+            link = await self._directory.links.by_external_id(source, str(profile["id"]))
+            if link is not None:
+                await self._directory.suspend(link.name, source, "not allowed by GitHub")
             raise Forbidden("not_a_member", "your GitHub account is not in an organisation or"
                             " team allowed to sign in here")
-        identity = Identity(f"oidc:{self.name}", str(profile["id"]),
-                            str(profile["login"]).lower(), str(profile.get("email") or ""),
-                            groups)
+        email = str(profile.get("email") or "")
+        # Which of the account's emails GitHub verified (scope user:email).
+        verified = {str(item.get("email", "")).casefold()
+                    for item in await self._list(f"{api}/user/emails", headers)
+                    if item.get("verified") is True}
+        identity = Identity(source, str(profile["id"]),
+                            str(profile["login"]).lower(), email, groups,
+                            email_verified=email.casefold() in verified)
         user = await self._directory.apply(identity, rules_of(self.settings))
         if not user.enabled:
             raise Forbidden("account_disabled", f"the account {user.name!r} is disabled")

@@ -10,6 +10,10 @@ What a caller may not see is not found, exactly as what does not exist, so that 
 tells whether an account, a team or a namespace exists: a non-admin sees their own account and
 those of their teams' members, the teams they are in, and the namespaces they may pull from.
 Only what they see but may not change is forbidden.
+A bot belongs to the team it was created in (bots from before owners existed belong to the
+admins): only that team's owners and admins manage its memberships and its tokens, so adding a
+bot to another team needs owning both (``policy.may_manage_bot``). To anyone else a bot they
+may not manage is not found, like an account that does not exist.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from services.auth.policy import (
     Principal,
     Role,
     Visibility,
+    may_manage_bot,
     push_claim,
     repository_actions,
 )
@@ -105,7 +110,8 @@ class IdentityService:
         _check_name(name, "bot")
         _check_role(role)
         await self._require_team_manager(actor, team)
-        bot = User(name, f"{name}@bots.local", admin=False, enabled=True, kind="bot")
+        bot = User(name, f"{name}@bots.local", admin=False, enabled=True, kind="bot",
+                   owner_team=team)
         await self.store.create_user(bot, None)
         await self.store.set_member(team, name, role)
         await self._audit.record("bot.create", actor.name, subject=name, team=team,
@@ -235,6 +241,7 @@ class IdentityService:
     async def set_member(self, actor: Principal, team: str, user: str, role: Role) -> Member:
         _check_role(role)
         await self._require_team_manager(actor, team)
+        await self._require_bot_manager(actor, user)
         if role != "owner":
             await self._keep_an_owner(team, leaving=user)
         before = await self.store.set_member(team, user, role)
@@ -247,7 +254,13 @@ class IdentityService:
         return Member(team, user, role)
 
     async def remove_member(self, actor: Principal, team: str, user: str) -> None:
-        await self._require_team_manager(actor, team)
+        """For the team's managers; a bot's owner may also take the bot out of any team (that
+        only takes access away)."""
+        try:
+            await self._require_team_manager(actor, team)
+        except Forbidden:
+            if await self._bot_managed_by(actor, user) is not True:
+                raise
         await self._keep_an_owner(team, leaving=user)
         if await self.store.remove_member(team, user) is None:
             raise NotFound("member_not_found", f"{user!r} is not a member of {team!r}")
@@ -453,15 +466,32 @@ class IdentityService:
 
     async def _require_token_manager(self, actor: Principal, user: str) -> None:
         account = await self._visible_user(actor, user)
-        if actor.admin or actor.name == user:
+        if actor.name == user:
             return
         if account.kind == "bot":
-            # A bot's tokens are managed by the owners of a team it belongs to.
-            bot_teams = {team for team, _ in (await self.store.roles_of(user)).items()}
-            roles = await self.store.roles_of(actor.name or "")
-            if any(roles.get(team) == "owner" for team in bot_teams):
-                return
-        raise Forbidden("forbidden", f"only {user!r} and admins manage these tokens")
+            await self._require_bot_manager(actor, user, account)
+        elif not actor.admin:
+            raise Forbidden("forbidden", f"only {user!r} and admins manage these tokens")
+
+    async def _require_bot_manager(
+        self, actor: Principal, name: str, account: User | None = None
+    ) -> None:
+        """NotFound, as for an unknown account, when ``name`` is a bot ``actor`` may not
+        manage; people and unknown names pass (the caller decides about those)."""
+        if await self._bot_managed_by(actor, name, account) is False:
+            raise NotFound("user_not_found", f"no account named {name!r}")
+
+    async def _bot_managed_by(
+        self, actor: Principal, name: str, account: User | None = None
+    ) -> bool | None:
+        """Whether ``actor`` manages the bot ``name``; None when it is no bot."""
+        if account is None:
+            found = await self.store.get_user(name)
+            account = None if found is None else found[0]
+        if account is None or account.kind != "bot":
+            return None
+        roles = await self.store.roles_of(actor.name or "")
+        return may_manage_bot(actor, account.owner_team, roles)
 
     async def _keep_an_owner(self, team: str, *, leaving: str) -> None:
         owners = {m.user for m in await self.store.members(team) if m.role == "owner"}

@@ -73,6 +73,8 @@ class DirectoryEntry:
     dn: str
     email: str
     groups: frozenset[str]  # normalized DNs (normalize_dn)
+    # "<attribute>:<value>" of the first ``[ldap] id_attributes`` the entry has ("" if none).
+    unique_id: str = ""
 
 
 def normalize_dn(dn: str) -> str:
@@ -211,10 +213,24 @@ class LdapDirectory:
                         SUBTREE, attributes=[])
             groups = [found.entry_dn for found in conn.entries]
         return DirectoryEntry(dn, str(emails[0]) if emails else "",
-                              frozenset(normalize_dn(str(group)) for group in groups))
+                              frozenset(normalize_dn(str(group)) for group in groups),
+                              self._unique_id(attributes))
+
+    def _unique_id(self, attributes: dict[str, Any]) -> str:
+        by_name = {name.lower(): value for name, value in attributes.items()}
+        for name in self._settings.id_attributes:
+            values = by_name.get(name.lower())
+            value = values[0] if isinstance(values, list) and values else values
+            if isinstance(value, bytes):  # objectGUID is 16 raw bytes
+                value = value.hex()
+            if value:
+                return f"{name}:{str(value).lower()}"
+        return ""
 
     def _attributes(self) -> list[str]:
-        attributes = [self._settings.uid_attribute, self._settings.email_attribute]
+        # Operational attributes (entryUUID) are only sent when asked for by name.
+        attributes = [self._settings.uid_attribute, self._settings.email_attribute,
+                      *self._settings.id_attributes]
         if self._settings.group_membership == "memberOf":
             attributes.append("memberOf")
         return attributes

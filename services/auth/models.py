@@ -26,7 +26,11 @@ NamespaceKind = Literal["global", "personal", "team"]
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A person or a bot. Bots have no password and no personal namespace."""
+    """A person or a bot. Bots have no password and no personal namespace.
+
+    ``owner_team``: the team that owns a bot (it manages the bot's memberships and tokens);
+    None for a bot owned by the administrators, and always None for a person.
+    """
 
     name: str
     email: str
@@ -35,6 +39,7 @@ class User:
     kind: AccountKind = "user"
     failed_logins: int = 0
     locked_until: datetime | None = None
+    owner_team: str | None = None
 
     @property
     def login_state(self) -> LoginState:
@@ -92,11 +97,14 @@ class ExternalAccount:
 
     ``source`` is ``ldap`` or ``oidc:<provider>``; ``external_id`` the LDAP DN or the OIDC
     ``sub`` (empty for an account pre-created before its first sign-in). ``suspended``: the
-    directory no longer knows it, so Dockyard disabled it (and re-enables it if it returns;
-    an account disabled by an admin is never re-enabled by the directory).
+    directory no longer knows it (or the provider has not vouched for it for too long), so
+    Dockyard disabled it (and re-enables it if it returns; an account disabled by an admin is
+    never re-enabled by the directory). ``seen_at``: when the directory or provider last
+    vouched for it (a sign-in; None: not since this was recorded).
     """
 
     name: str
     source: str
     external_id: str
     suspended: bool = False
+    seen_at: datetime | None = None

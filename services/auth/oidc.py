@@ -208,7 +208,8 @@ class OidcProvider:
                             f" {self.settings.username_claim!r} claim to name the account")
         identity = Identity(f"oidc:{self.name}", str(claims["sub"]), username,
                             str(claims.get(self.settings.email_claim) or ""),
-                            groups_claim(claims, self.settings.groups_claim))
+                            groups_claim(claims, self.settings.groups_claim),
+                            email_verified=claims.get("email_verified") is True)
         user = await self._directory.apply(identity, rules_of(self.settings))
         if not user.enabled:
             raise Forbidden("account_disabled", f"the account {user.name!r} is disabled")

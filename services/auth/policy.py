@@ -17,10 +17,13 @@ Who may read what follows from pulling: a namespace's repositories, tags, scans,
 and activity are seen by whoever may pull from it, and by nobody else (``ReadScope``). Who
 pushed from where (addresses, user agents) is for the namespace's managers: admins, the user
 of a personal namespace, the owners of the team owning it (``manages``).
+
+Bots belong to an owner: a team, or the administrators (``may_manage_bot``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +40,7 @@ __all__ = [
     "catalog_allowed",
     "grant",
     "manages",
+    "may_manage_bot",
     "push_claim",
     "repository_actions",
 ]
@@ -167,6 +171,25 @@ def grant(asked: frozenset[str], allowed: frozenset[str]) -> frozenset[str]:
     if "*" in asked:
         return allowed
     return asked & allowed
+
+
+def may_manage_bot(
+    principal: Principal, owner_team: str | None, roles: Mapping[str, Role]
+) -> bool:
+    """Whether ``principal`` (whose team roles are ``roles``) manages a bot owned by
+    ``owner_team`` (None: by the administrators): its memberships, its tokens.
+
+    Admins manage every bot; otherwise only a person who owns the owning team. Being in a team
+    the bot belongs to gives nothing: a bot joins another team only by its owner's act, so a
+    team owner cannot capture a bot by adding it to their team. Bots manage no bot (not even
+    with an owner role), so a bot's token cannot mint tokens for its siblings.
+    """
+    if not principal.enabled:
+        return False
+    if principal.admin:
+        return True
+    return (principal.kind == "user" and owner_team is not None
+            and roles.get(owner_team) == "owner")
 
 
 def _owns(principal: Principal, access: Access) -> bool:

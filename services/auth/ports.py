@@ -34,7 +34,7 @@ NamespaceRecord = tuple[Namespace, Role | None]
 AUTH_RECORDS: RecordSpec = {
     "user": {"name": "str", "email": "str", "kind": ("user", "bot"), "password_hash": "str?",
              "admin": "bool", "enabled": "bool", "failed_logins": "int", "locked_until": "num?",
-             "created_at": "num"},
+             "created_at": "num", "owner_team": "str?"},
     "team": {"name": "str", "description": "str", "created_at": "num"},
     "member": {"team": "str", "user": "str", "role": ("viewer", "contributor", "owner")},
     "namespace": {"name": "str", "kind": ("global", "personal", "team"),
@@ -51,7 +51,8 @@ AUTH_RECORDS: RecordSpec = {
 # external_id is an account created before its first sign-in), then the memberships the group
 # sync made, one record per user and team.
 DIRECTORY_RECORDS: RecordSpec = {
-    "account": {"name": "str", "source": "str", "external_id": "str", "suspended": "bool"},
+    "account": {"name": "str", "source": "str", "external_id": "str", "suspended": "bool",
+                "seen_at": "num?"},
     "managed_member": {"user": "str", "team": "str", "role": ("viewer", "contributor", "owner")},
 }
 
@@ -65,7 +66,8 @@ class AuthStore(Protocol):
     async def create_user(self, user: User, password_hash: str | None) -> None:
         """Create the account (and, for a person, their private personal namespace).
 
-        Raises Conflict when the name is taken by an account or a namespace.
+        Raises Conflict when the name is taken by an account or a namespace, NotFound when a
+        bot's ``owner_team`` does not exist.
         """
         ...
 

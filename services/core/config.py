@@ -21,6 +21,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -186,6 +187,17 @@ class AuthConfig(_Section):
     # false: only admins sign in with a Dockyard password; everyone else uses the directory
     # or an OIDC provider (application tokens keep working).
     local_login: bool = True
+    # Signs the pending state of a portal sign-in (OIDC, GitHub) while the browser is at the
+    # provider; used for nothing else, and every replica needs the same. dockyard init writes
+    # one; empty: a random key per process (a sign-in must come back to the one that began it).
+    login_state_secret: str = ""
+
+    @field_validator("login_state_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:  # noqa: PLR2004 - as [webhook] secret
+            raise ValueError("use at least 16 characters (or leave it empty)")
+        return value
 
 
 class PermissionsConfig(_Section):
@@ -229,6 +241,10 @@ class LdapConfig(_Section):
     user_filter: str = "(objectClass=inetOrgPerson)"
     uid_attribute: str = "uid"
     email_attribute: str = "mail"
+    # An entry's stable id, the first of these it has (RFC 4530 entryUUID: OpenLDAP, 389-ds;
+    # objectGUID: Active Directory): accounts are linked to it, so a new entry under a reused
+    # uid is someone else. []: linked by DN.
+    id_attributes: list[str] = ["entryUUID", "objectGUID"]
     # Where a user's groups come from: the user's memberOf, or a search of groupOfNames
     # (member) / groupOfUniqueNames (uniqueMember) entries under group_base.
     group_membership: Literal["memberOf", "groupOfNames", "groupOfUniqueNames"] = "memberOf"
@@ -272,14 +288,27 @@ class OidcProviderConfig(_Section):
     auto_onboard: bool = True
     groups: list[GroupMapping] = []
     manage_manual_members: bool = False
-    # GitHub: sign-in limited to members of these organisations / "org/team"s (none: anyone).
+    # GitHub: who may sign in at all — members of these organisations or "org/team"s, and
+    # these logins. A GitHub provider needs at least one: GitHub itself admits anyone.
     organizations: list[str] = []
     github_teams: list[str] = []
+    github_users: list[str] = []
     api_url: str = "https://api.github.com"
     authorize_url: str = "https://github.com/login/oauth/authorize"
     token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105 - a URL
     timeout_seconds: float = Field(default=10, gt=0)
     clock_skew_seconds: int = Field(default=60, ge=0)
+    # An account with no sign-in through this provider for this long is disabled (its app
+    # tokens stop working) until its next sign-in: the provider never says who left. 0: never.
+    inactive_days: float = Field(default=90, ge=0)
+
+    @model_validator(mode="after")
+    def _github_allow_list(self) -> Self:
+        if self.kind == "github" and not (self.organizations or self.github_teams
+                                          or self.github_users):
+            raise ValueError("a GitHub provider needs organizations, github_teams or"
+                             " github_users: without one every GitHub account could sign in")
+        return self
 
 
 class ScannerConfig(_Section):

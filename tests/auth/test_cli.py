@@ -30,7 +30,7 @@ import pytest
 from services.auth.adapters.sqlite import SqliteAuthStore
 from services.auth.app import AUTH_DB, keyring, open_auth
 from services.auth.audit import IDENTITY_EVENTS
-from services.auth.models import LoginState
+from services.auth.models import LoginState, User
 from services.auth.service import Authenticator, LoginPolicy
 from services.cli import main
 from services.core.config import Config, load_config
@@ -285,13 +285,23 @@ def test_bot_add(capsys: pytest.CaptureFixture[str], config: Config) -> None:
     code, out, _ = dockyard(capsys, config, "bot", "add", "robot", "--team", "crew",
                             "--role", "contributor")
     assert code == 0
-    assert out.splitlines()[0] == "added bot robot, contributor of crew"
+    assert out.splitlines()[0] == "added bot robot, contributor of crew, owned by team crew"
     robot = user(config, "robot")
-    assert (robot.kind, robot.admin) == ("bot", False)
+    assert (robot.kind, robot.admin, robot.owner_team) == ("bot", False, "crew")
     assert on_store(config, lambda store: store.roles_of("robot")) == {"crew": "contributor"}
     code, out, _ = dockyard(capsys, config, "token", "create", "robot", "--label", "deploy")
     assert code == 0
     assert out.splitlines()[-1].startswith("dyat_")
+
+
+def test_bot_list_names_each_bots_owner(
+    capsys: pytest.CaptureFixture[str], config: Config
+) -> None:
+    dockyard(capsys, config, "bot", "add", "robot", "--team", "crew", "--role", "viewer")
+    on_store(config, lambda store: store.create_user(
+        User("oldbot", "oldbot@bots.local", admin=False, enabled=True, kind="bot"), None))
+    code, out, _ = dockyard(capsys, config, "bot", "list")
+    assert (code, out) == (0, "oldbot  owner: administrators\nrobot  owner: team crew\n")
 
 
 def test_the_operator_is_audited_as_a_null_actor(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,10 +20,12 @@ from services.auth.directory import (
     MembershipChange,
     desired_memberships,
     ldap_rules,
+    may_claim,
     plan_memberships,
 )
 from services.auth.directory_app import DIRECTORY
 from services.auth.ldap import DirectoryUnavailable, normalize_dn
+from services.auth.models import User
 from services.auth.policy import Principal, Role
 from services.auth.sessions import COOKIE, SESSIONS
 from services.core.config import GroupMapping, load_config
@@ -35,6 +38,26 @@ ADMIN = Principal("admin", "user", admin=True)
 DEVELOPERS = f"cn=developers,ou=groups,{BASE_DN}"
 ALICE_LDIF = (f"dn: uid=alice,ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: alice\n"
               "cn: Alice\nsn: L\nmail: alice@dockyard.test\nuserPassword: alice-password\n")
+# Moves alice's entry (keeping its entryUUID) under another parent.
+MOVE = "dn: {dn}\nchangetype: moddn\nnewrdn: uid=alice\ndeleteoldrdn: 1\nnewsuperior: {to}\n"
+
+
+# who claims a pre-created account -------------------------------------------------------
+
+@pytest.mark.parametrize(("identity", "claims"), [
+    (Identity("ldap", "entryUUID:1", "pia", "", frozenset(), names_assigned=True), True),
+    (Identity("oidc:corp", "s", "pia", "pia@corp.test", frozenset(), email_verified=True),
+     True),
+    (Identity("oidc:corp", "s", "pia", "PIA@corp.test", frozenset(), email_verified=True),
+     True),
+    (Identity("oidc:corp", "s", "pia", "pia@corp.test", frozenset()), False),
+    (Identity("oidc:corp", "s", "pia", "", frozenset(), email_verified=True), False),
+    (Identity("oidc:corp", "s", "pia", "eve@corp.test", frozenset(), email_verified=True),
+     False),
+])
+def test_may_claim(identity: Identity, claims: bool) -> None:
+    account = User("pia", "pia@corp.test", admin=False, enabled=True)
+    assert may_claim(account, identity) is claims
 
 
 # the plan --------------------------------------------------------------------------------
@@ -284,8 +307,62 @@ async def test_removed_from_directory_loses_access_and_tokens(
     await ldap.sync_all()
     assert (await token(dockyard, "alice", secret)).status_code == 401
     assert (await token(dockyard, "alice", "alice-password")).status_code == 401
-    # Back in the directory: enabled again by the next sign-in.
+    # A new entry under the same uid is someone else (another entryUUID): it does not get the
+    # old account back, nor its tokens.
     slapd.add(ALICE_LDIF)
+    refused = await token(dockyard, "alice", "alice-password")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "account_conflict"
+    await ldap.sync_all()
+    assert (await token(dockyard, "alice", secret)).status_code == 401
+    found = await dockyard.app[IDENTITY].store.get_user("alice")
+    assert found is not None
+    assert not found[0].enabled
+
+
+async def test_a_reused_uid_between_two_syncs_does_not_inherit_the_account(
+    dockyard: Dockyard, slapd: SlapdProcess
+) -> None:
+    """Issue 15: the entry is deleted and another made under the same uid before any sync
+    or sign-in noticed; the account was linked by DN, which is the same."""
+    assert (await token(dockyard, "alice", "alice-password")).status_code == 200
+    link = await dockyard.app[DIRECTORY].directory.links.account("alice")
+    assert link is not None
+    assert link.external_id.startswith("entryUUID:")
+    _, secret = await dockyard.app[IDENTITY].create_token(
+        Principal("alice", "user"), "alice", "ci")
+    slapd.modify(f"dn: uid=alice,ou=people,{BASE_DN}\nchangetype: delete\n")
+    slapd.add(ALICE_LDIF.replace("alice-password", "new-alice-password"))
+    ldap = dockyard.app[DIRECTORY].ldap
+    assert ldap is not None
+    await ldap.sync_all()
+    assert (await token(dockyard, "alice", secret)).status_code == 401
+    assert (await token(dockyard, "alice", "new-alice-password")).status_code == 403
+
+
+async def test_a_link_by_dn_from_before_moves_to_the_entry_uuid(dockyard: Dockyard) -> None:
+    assert (await token(dockyard, "alice", "alice-password")).status_code == 200
+    links = dockyard.app[DIRECTORY].directory.links
+    link = await links.account("alice")
+    assert link is not None
+    await links.link(dataclasses.replace(
+        link, external_id=normalize_dn(f"uid=alice,ou=people,{BASE_DN}")))
+    assert (await token(dockyard, "alice", "alice-password")).status_code == 200
+    upgraded = await links.account("alice")
+    assert upgraded is not None
+    assert upgraded.external_id == link.external_id
+
+
+async def test_an_entry_moved_away_and_back_is_the_same_person(
+    dockyard: Dockyard, slapd: SlapdProcess
+) -> None:
+    assert (await token(dockyard, "alice", "alice-password")).status_code == 200
+    ldap = dockyard.app[DIRECTORY].ldap
+    assert ldap is not None
+    slapd.modify(MOVE.format(dn=f"uid=alice,ou=people,{BASE_DN}", to=f"ou=groups,{BASE_DN}"))
+    await ldap.sync_all()  # out of user_base: suspended
+    assert (await token(dockyard, "alice", "alice-password")).status_code == 401
+    slapd.modify(MOVE.format(dn=f"uid=alice,ou=groups,{BASE_DN}", to=f"ou=people,{BASE_DN}"))
     assert (await token(dockyard, "alice", "alice-password")).status_code == 200
 
 
@@ -295,11 +372,11 @@ async def test_disabled_by_an_admin_stays_disabled_when_back_in_the_directory(
     assert (await token(dockyard, "alice", "alice-password")).status_code == 200
     identity = dockyard.app[IDENTITY]
     await identity.set_enabled(ADMIN, "alice", enabled=False)
-    slapd.modify(f"dn: uid=alice,ou=people,{BASE_DN}\nchangetype: delete\n")
+    slapd.modify(MOVE.format(dn=f"uid=alice,ou=people,{BASE_DN}", to=f"ou=groups,{BASE_DN}"))
     ldap = dockyard.app[DIRECTORY].ldap
     assert ldap is not None
     await ldap.sync_all()
-    slapd.add(ALICE_LDIF)
+    slapd.modify(MOVE.format(dn=f"uid=alice,ou=groups,{BASE_DN}", to=f"ou=people,{BASE_DN}"))
     await ldap.sync_all()
     assert (await token(dockyard, "alice", "alice-password")).status_code == 401
     found = await identity.store.get_user("alice")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from services.auth.models import ExternalAccount
 from services.auth.ports import DIRECTORY_RECORDS, DirectoryStore
 from services.core.dump import check
 from tests.support.mongo import own_database
+
+SEEN = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
 
 @asynccontextmanager
@@ -97,7 +100,7 @@ async def test_managed_memberships_are_replaced_whole(store: DirectoryStore) -> 
 async def fill(store: DirectoryStore) -> None:
     """Out of order on purpose: the dump is in key order whatever the order of the writes."""
     await store.link(ExternalAccount("zed", "oidc:corp", "sub-9", suspended=True))
-    await store.link(ExternalAccount("amy", "ldap", "uid=amy,dc=x"))
+    await store.link(ExternalAccount("amy", "ldap", "uid=amy,dc=x", seen_at=SEEN))
     await store.link(ExternalAccount("pre", "ldap", ""))
     await store.link(ExternalAccount("pre2", "ldap", ""))
     await store.set_managed("zed", {"web": "owner"})
@@ -112,11 +115,13 @@ async def test_dump_yields_every_record_in_key_order(store: DirectoryStore) -> N
     dumped = [record async for record in store.dump()]
     assert dumped == [
         ("account", {"name": "amy", "source": "ldap", "external_id": "uid=amy,dc=x",
-                     "suspended": False}),
-        ("account", {"name": "pre", "source": "ldap", "external_id": "", "suspended": False}),
-        ("account", {"name": "pre2", "source": "ldap", "external_id": "", "suspended": False}),
+                     "suspended": False, "seen_at": SEEN.timestamp()}),
+        ("account", {"name": "pre", "source": "ldap", "external_id": "", "suspended": False,
+                     "seen_at": None}),
+        ("account", {"name": "pre2", "source": "ldap", "external_id": "", "suspended": False,
+                     "seen_at": None}),
         ("account", {"name": "zed", "source": "oidc:corp", "external_id": "sub-9",
-                     "suspended": True}),
+                     "suspended": True, "seen_at": None}),
         ("managed_member", {"user": "amy", "team": "ops.team", "role": "viewer"}),
         ("managed_member", {"user": "amy", "team": "web", "role": "contributor"}),
         ("managed_member", {"user": "zed", "team": "web", "role": "owner"}),
@@ -151,7 +156,7 @@ async def test_managed_memberships_load_in_batches_and_any_order(store: Director
     await store.load([("managed_member", {"user": "amy", "team": "web", "role": "viewer"})])
     await store.load([("managed_member", {"user": "amy", "team": "api", "role": "owner"}),
                       ("account", {"name": "amy", "source": "ldap", "external_id": "a",
-                                   "suspended": False})])
+                                   "suspended": False, "seen_at": None})])
     assert await store.managed("amy") == {"web": "viewer", "api": "owner"}
     assert [kind_fields async for kind_fields in store.dump()][1:] == [
         ("managed_member", {"user": "amy", "team": "api", "role": "owner"}),

@@ -19,7 +19,7 @@ from services.auth.directory_app import DIRECTORY
 from services.auth.github import github_groups, may_sign_in
 from services.auth.oidc import pkce_challenge
 from services.auth.policy import Principal
-from services.core.config import load_config
+from services.core.config import ConfigError, OidcProviderConfig, load_config
 from services.core.errors import Forbidden, Unauthorized
 from tests.support.dockyard import Dockyard, initialised, running_dockyard
 from tests.support.registry import free_port
@@ -35,17 +35,34 @@ def test_groups_are_orgs_and_org_slash_team_lower_cased() -> None:
     assert github_groups([], []) == frozenset()
 
 
-@pytest.mark.parametrize(("orgs", "teams", "allowed"), [
-    ((), (), True),                       # no restriction
-    (("acme",), (), True),
-    (("ACME",), (), True),                # GitHub names are case-insensitive
-    (("nope",), (), False),
-    ((), ("acme/web",), True),
-    ((), ("acme/ops",), False),
-    (("nope",), ("third/ops",), True),    # either list admits
+@pytest.mark.parametrize(("orgs", "teams", "users", "allowed"), [
+    ((), (), (), False),                  # nothing allowed admits nobody
+    (("acme",), (), (), True),
+    (("ACME",), (), (), True),            # GitHub names are case-insensitive
+    (("nope",), (), (), False),
+    ((), ("acme/web",), (), True),
+    ((), ("acme/ops",), (), False),
+    (("nope",), ("third/ops",), (), True),  # any list admits
+    ((), (), ("octo-cat",), True),        # the login, in any case
+    ((), (), ("someone",), False),
 ])
-def test_may_sign_in(orgs: tuple[str, ...], teams: tuple[str, ...], allowed: bool) -> None:
-    assert may_sign_in(github_groups(ORGS, TEAMS), orgs, teams) is allowed
+def test_may_sign_in(
+    orgs: tuple[str, ...], teams: tuple[str, ...], users: tuple[str, ...], allowed: bool
+) -> None:
+    settings = OidcProviderConfig.model_construct(
+        kind="github", client_id="x", organizations=list(orgs), github_teams=list(teams),
+        github_users=list(users))
+    assert may_sign_in(github_groups(ORGS, TEAMS), "Octo-Cat", settings) is allowed
+
+
+def test_a_github_provider_needs_an_allow_list(tmp_path: Path) -> None:
+    """Issue 15: with no organisation configured every GitHub user could sign in."""
+    (tmp_path / "dockyard.toml").write_text(
+        '[webhook]\nsecret = "0123456789abcdef"\n[oidc.github]\nkind = "github"\n'
+        'client_id = "gh"\n')
+    with pytest.raises(ConfigError, match=r"oidc\.github: .*needs organizations, github_teams"
+                       r" or github_users"):
+        load_config(tmp_path / "dockyard.toml", env={})
 
 
 class FakeGithub:
@@ -63,6 +80,9 @@ class FakeGithub:
         app.router.add_get("/api/user", self._user)
         app.router.add_get("/api/user/orgs", self._orgs)
         app.router.add_get("/api/user/teams", self._teams)
+        app.router.add_get("/api/user/emails", self._emails)
+        self.emails: list[dict[str, object]] = [
+            {"email": "octo@acme.test", "primary": True, "verified": True}]
         self._runner = web.AppRunner(app)
 
     async def __aenter__(self) -> Self:
@@ -86,6 +106,9 @@ class FakeGithub:
 
     async def _teams(self, request: web.Request) -> web.Response:
         return self._page(request, self.teams)
+
+    async def _emails(self, request: web.Request) -> web.Response:
+        return self._page(request, self.emails)
 
     @staticmethod
     def _page(request: web.Request, items: list[dict[str, object]]) -> web.Response:
@@ -180,8 +203,25 @@ async def test_organisation_restriction(tmp_path: Path, github: FakeGithub) -> N
         assert await dockyard.app[IDENTITY].store.get_user("octo-cat") is None
 
 
+async def test_leaving_the_allowed_organisation_suspends_the_account(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    async for dockyard in start(tmp_path, github, 'organizations = ["acme"]'):
+        providers = dockyard.app[DIRECTORY].providers
+        url, pending = await providers.begin("github")
+        await providers.finish("github", pending, await authorize(github, url))
+        github.orgs, github.teams = [{"login": "other"}], []
+        url, pending = await providers.begin("github")
+        with pytest.raises(Forbidden) as caught:
+            await providers.finish("github", pending, await authorize(github, url, "code-2"))
+        assert caught.value.code == "not_a_member"
+        found = await dockyard.app[IDENTITY].store.get_user("octo-cat")
+        assert found is not None
+        assert not found[0].enabled  # and with it, its app tokens
+
+
 async def test_a_code_without_its_verifier_is_refused(tmp_path: Path, github: FakeGithub) -> None:
-    async for dockyard in start(tmp_path, github, ""):
+    async for dockyard in start(tmp_path, github, 'github_users = ["octo-cat"]'):
         providers = dockyard.app[DIRECTORY].providers
         url, pending = await providers.begin("github")
         callback = await authorize(github, url)

@@ -24,6 +24,7 @@ import pytest
 from services.auth.adapters.sqlite import SqliteAuthStore
 from services.auth.audit import IDENTITY_EVENTS, Audit
 from services.auth.identity import IdentityService, Permissions
+from services.auth.models import User
 from services.auth.policy import Policy, Principal
 from services.core.errors import Conflict, DyError, Forbidden, Invalid, NotFound
 from services.core.eventlog.sqlite import SqliteEventLog
@@ -169,8 +170,10 @@ async def test_rights(world: World, operation: str, actor: str) -> None:
         await run(identity, ACTORS[actor])
         return
     # What the caller may not see is not found, as if it did not exist: otto, in no team,
-    # sees neither devs, nor its private namespace, nor its members' accounts.
-    hidden = operation == "see the private namespace" or (
+    # sees neither devs, nor its private namespace, nor its members' accounts; nor does anyone
+    # see a bot they may not manage.
+    hidden = operation in {"see the private namespace", "create a token for the bot",
+                           "list the bot's tokens"} or (
         actor == "outsider" and operation in HIDDEN_FROM_OUTSIDERS)
     expected = NotFound if hidden else Forbidden
     with pytest.raises(expected):
@@ -473,14 +476,85 @@ async def test_team_owners_manage_their_bots_tokens(world: World) -> None:
     token, secret = await identity.create_token(owner, "robot", "deploy")
     assert [t.label for t in await identity.tokens(owner, "robot")] == ["deploy"]
     assert [t.label for t in await identity.tokens(ROBOT, "robot")] == ["deploy"]
-    with pytest.raises(Forbidden):  # a teammate of the bot
-        await identity.revoke_token(person("carl"), "robot", "deploy")
-    with pytest.raises(NotFound):  # to otto, in no team of the bot's, it is not there
-        await identity.revoke_token(person("otto"), "robot", "deploy")
+    for outsider in (person("carl"), person("otto")):
+        with pytest.raises(NotFound):
+            await identity.revoke_token(outsider, "robot", "deploy")
     revoked = await identity.revoke_token(owner, "robot", "deploy")
     assert revoked.revoked
     assert token.user == "robot"
     assert secret not in json.dumps(await world.events())
+
+
+async def test_a_bot_belongs_to_the_team_it_was_created_in(world: World) -> None:
+    identity = world.identity()
+    bot = await identity.create_bot(person("olivia"), "deployer", team="devs", role="viewer")
+    assert bot.owner_team == "devs"
+    assert (await identity.get_user(ADMIN, "deployer")).owner_team == "devs"
+
+
+async def test_a_team_owner_cannot_capture_another_teams_bot(world: World) -> None:
+    """Issue 15 item 1: otto owns a team of his own; robot belongs to devs. Adding robot to
+    his team, then minting a token for it, would give otto everything robot may do."""
+    identity = world.identity()
+    await identity.create_team(person("otto"), "ottos", owner="otto")
+    before = await world.events()
+    otto = person("otto")
+    for attempt in (lambda: identity.set_member(otto, "ottos", "robot", "viewer"),
+                    lambda: identity.create_token(otto, "robot", "mine"),
+                    lambda: identity.tokens(otto, "robot"),
+                    lambda: identity.revoke_token(otto, "robot", "tests")):
+        with pytest.raises(NotFound) as raised:  # as if robot did not exist
+            await attempt()
+        assert (raised.value.code, str(raised.value)) == (
+            "user_not_found", "no account named 'robot'")
+    assert await world.store.roles_of("robot") == {"devs": "viewer"}
+    assert await world.store.list_app_tokens("robot") == []
+    assert await world.events() == before
+
+
+async def test_a_bot_joins_another_team_only_by_its_owners_act(world: World) -> None:
+    identity = world.identity()
+    olivia, otto = person("olivia"), person("otto")
+    await identity.create_team(otto, "ottos", owner="otto")
+    with pytest.raises(Forbidden):  # olivia owns the bot, not the team
+        await identity.set_member(olivia, "ottos", "robot", "viewer")
+    await identity.set_member(otto, "ottos", "olivia", "owner")
+    await identity.set_member(olivia, "ottos", "robot", "contributor")  # owner of both
+    assert await world.store.roles_of("robot") == {"devs": "viewer", "ottos": "contributor"}
+    # Being a member of otto's team gives otto no hold on the bot: not its role there, nor
+    # its tokens; but he may take it out of his team.
+    with pytest.raises(NotFound):
+        await identity.set_member(otto, "ottos", "robot", "owner")
+    with pytest.raises(NotFound):
+        await identity.create_token(otto, "robot", "mine")
+    await identity.remove_member(otto, "ottos", "robot")
+    # Its owner may take it out of a team it does not manage, too.
+    await identity.set_member(olivia, "ottos", "robot", "viewer")
+    await identity.set_member(otto, "ottos", "olivia", "viewer")
+    await identity.remove_member(olivia, "ottos", "robot")
+    assert await world.store.roles_of("robot") == {"devs": "viewer"}
+
+
+async def test_bots_without_an_owner_team_belong_to_the_admins(world: World) -> None:
+    # Every bot made before owners were recorded (the migration leaves owner_team NULL).
+    await world.store.create_user(User("legacy", "legacy@bots.local", admin=False,
+                                       enabled=True, kind="bot"), None)
+    await world.store.set_member("devs", "legacy", "viewer")
+    identity = world.identity()
+    with pytest.raises(NotFound):
+        await identity.create_token(person("olivia"), "legacy", "ci")
+    with pytest.raises(NotFound):
+        await identity.set_member(person("olivia"), "devs", "legacy", "contributor")
+    await identity.create_token(ADMIN, "legacy", "ci")
+    await identity.set_member(ADMIN, "devs", "legacy", "contributor")
+
+
+async def test_a_bot_manages_no_bot_even_as_a_team_owner(world: World) -> None:
+    identity = world.identity()
+    await identity.set_member(ADMIN, "devs", "robot", "owner")
+    await identity.create_bot(ADMIN, "sibling", team="devs", role="viewer")
+    with pytest.raises(NotFound):
+        await identity.create_token(ROBOT, "sibling", "stolen")
 
 
 # --- tokens ----------------------------------------------------------------------------------

@@ -482,7 +482,7 @@ async def test_tokens_belong_to_their_account_and_team_owners_of_bots(api: Api) 
                         status=200)
     assert me.json()["name"] == "robot"
     await api.call("carl", "DELETE", "/api/v1/users/robot/tokens/deploy",
-                   "/api/v1/users/{name}/tokens/{label}", status=403)
+                   "/api/v1/users/{name}/tokens/{label}", status=404)
     await api.call("olivia", "DELETE", "/api/v1/users/robot/tokens/deploy",
                    "/api/v1/users/{name}/tokens/{label}", status=204)
 
@@ -521,3 +521,34 @@ async def test_team_owners_add_bots(api: Api) -> None:
     team = await api.call("olivia", "GET", "/api/v1/teams/devs", "/api/v1/teams/{team}")
     assert {"user": "builder", "role": "contributor"} in team.json()["members"]
     assert "partial" not in team.text
+
+
+async def test_a_bot_shows_the_team_that_owns_it(api: Api) -> None:
+    bots = (await api.call("admin", "GET", "/api/v1/bots", "/api/v1/bots", status=200)).json()
+    assert {"name": "robot", "owner_team": "devs"}.items() <= next(
+        bot for bot in bots["items"] if bot["name"] == "robot").items()
+    person = (await api.call("admin", "GET", "/api/v1/users/carl", "/api/v1/users/{name}",
+                             status=200)).json()
+    assert "owner_team" not in person
+
+
+async def test_a_team_owner_cannot_capture_another_teams_bot(api: Api) -> None:
+    """Issue 15 item 1: otto creates a team, adds devs' bot to it and mints it a token."""
+    await api.call("otto", "POST", "/api/v1/teams", "/api/v1/teams", {"name": "ottocrew"},
+                   status=201)
+    member = "/api/v1/teams/{team}/members/{user}"
+    added = await api.call("otto", "PUT", "/api/v1/teams/ottocrew/members/robot", member,
+                           {"role": "owner"}, status=404)
+    unknown = await api.call("otto", "PUT", "/api/v1/teams/ottocrew/members/nobody", member,
+                             {"role": "owner"}, status=404)
+    assert added.json()["error"]["code"] == unknown.json()["error"]["code"] == "user_not_found"
+    tokens = "/api/v1/users/{name}/tokens"
+    for method, body in (("POST", {"label": "mine"}), ("GET", None)):
+        response = await api.call("otto", method, "/api/v1/users/robot/tokens", tokens, body,
+                                  status=404)
+        assert response.json()["error"]["code"] == "user_not_found"
+    team = await api.call("otto", "GET", "/api/v1/teams/ottocrew", "/api/v1/teams/{team}",
+                          status=200)
+    assert [m["user"] for m in team.json()["members"]] == ["otto"]
+    listed = await api.call("olivia", "GET", "/api/v1/users/robot/tokens", tokens, status=200)
+    assert "mine" not in {t["label"] for t in listed.json()["items"]}

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,12 +18,13 @@ import pytest
 from aiohttp import web
 
 from services.auth.access import IDENTITY
-from services.auth.directory_app import DIRECTORY
+from services.auth.directory_app import DIRECTORY, suspend_inactive
 from services.auth.oidc import OidcProvider, PendingLogin, pkce_challenge
 from services.auth.policy import Principal
 from services.auth.sessions import COOKIE, SESSIONS
 from services.core.config import load_config
 from services.core.errors import Forbidden, NotFound, Unauthorized
+from services.core.web import JOBS
 from services.server import build_app
 from tests.support.dockyard import Dockyard, initialised, running_dockyard
 from tests.support.oidc import OidcProviderProcess, require_oidc_provider
@@ -172,15 +175,56 @@ async def test_an_expired_id_token_is_refused(tmp_path: Path) -> None:
 async def test_without_onboarding_only_existing_accounts_sign_in(
     dockyard: Dockyard, provider: OidcProviderProcess
 ) -> None:
-    provider.set_user("sub-p", {"preferred_username": "pat"})
+    provider.set_user("sub-p", {"preferred_username": "pat", "email": "pat@corp.test",
+                                "email_verified": True})
     pending, callback = await sign_in(dockyard, provider, "sub-p", "closed")
     with pytest.raises(Forbidden) as caught:
         await dockyard.app[DIRECTORY].providers.finish("closed", pending, callback)
     assert caught.value.code == "not_onboarded"
-    await dockyard.app[DIRECTORY].directory.precreate(ADMIN, "pat", source="oidc:closed")
+    await dockyard.app[DIRECTORY].directory.precreate(ADMIN, "pat", source="oidc:closed",
+                                                      email="pat@corp.test")
     pending, callback = await sign_in(dockyard, provider, "sub-p", "closed")
     user = await dockyard.app[DIRECTORY].providers.finish("closed", pending, callback)
     assert user.name == "pat"
+    link = await dockyard.app[DIRECTORY].directory.links.account("pat")
+    assert link is not None
+    assert link.external_id == "sub-p"
+
+
+@pytest.mark.parametrize("claims", [
+    {"preferred_username": "pia"},  # the name alone
+    {"preferred_username": "pia", "email": "pia@corp.test"},  # an email nobody verified
+    {"preferred_username": "pia", "email": "pia@corp.test", "email_verified": "true"},
+    {"preferred_username": "pia", "email": "mallory@corp.test", "email_verified": True},
+])
+async def test_a_precreated_account_is_not_claimed_by_its_name(
+    dockyard: Dockyard, provider: OidcProviderProcess, claims: dict[str, object]
+) -> None:
+    """Issue 15: a pre-created account went to the first sign-in whose preferred_username
+    matched, a name the person chooses at many providers."""
+    directory = dockyard.app[DIRECTORY].directory
+    await directory.precreate(ADMIN, "pia", source="oidc:closed", email="Pia@corp.test")
+    provider.set_user("sub-mallory", claims)
+    pending, callback = await sign_in(dockyard, provider, "sub-mallory", "closed")
+    with pytest.raises(Forbidden) as caught:
+        await dockyard.app[DIRECTORY].providers.finish("closed", pending, callback)
+    assert caught.value.code == "account_conflict"
+    link = await directory.links.account("pia")
+    assert link is not None
+    assert link.external_id == ""  # still waiting for its person
+    provider.set_user("sub-pia", {"preferred_username": "pia", "email": "pia@corp.test",
+                                  "email_verified": True})
+    pending, callback = await sign_in(dockyard, provider, "sub-pia", "closed")
+    assert (await dockyard.app[DIRECTORY].providers.finish("closed", pending,
+                                                           callback)).name == "pia"
+
+
+async def test_precreating_a_provider_account_needs_its_email(dockyard: Dockyard) -> None:
+    response = await dockyard.client.post("/api/v1/directory/accounts",
+                                          json={"name": "noemail", "source": "oidc:closed"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "email_required"
+    assert await dockyard.app[IDENTITY].store.get_user("noemail") is None
 
 
 async def test_a_local_account_is_not_taken_over(
@@ -233,6 +277,28 @@ async def test_browser_routes_start_a_portal_session(
         assert again.status_code == 401
 
 
+async def test_the_sign_in_state_has_its_own_key(
+    dockyard: Dockyard, provider: OidcProviderProcess
+) -> None:
+    """Issue 15: the key was derived from the webhook secret, which the registry holds too
+    (registry.yml): whoever reads that file could forge a pending sign-in."""
+    provider.set_user("sub-k", {"preferred_username": "kim"})
+    webhook = dockyard.config.webhook.secret.encode()
+    derived = hashlib.sha256(b"dockyard-oidc-pending\0" + webhook).digest()
+    async with httpx.AsyncClient(base_url=dockyard.url, timeout=10) as browser:
+        start_login = await browser.get("/auth/oidc/corp/login")
+        callback = await provider.authorize(start_login.headers["Location"], "sub-k")
+        pending = PendingLogin.decode(browser.cookies["dockyard_oidc"],
+                                      dockyard.app[DIRECTORY].state_key)
+        browser.cookies.set("dockyard_oidc", pending.encode(derived), path="/auth/oidc/")
+        forged = await browser.get("/auth/oidc/corp/callback", params=callback)
+        assert forged.status_code == 401
+        assert "tampered with" in forged.text
+    assert dockyard.config.auth.login_state_secret  # dockyard init wrote one
+    assert dockyard.config.auth.login_state_secret != dockyard.config.webhook.secret
+    assert await dockyard.app[IDENTITY].store.get_user("kim") is None
+
+
 async def test_an_auth_service_running_alone_finishes_the_sign_in(
     tmp_path: Path, provider: OidcProviderProcess
 ) -> None:
@@ -281,3 +347,33 @@ async def test_app_tokens_of_oidc_users_work_after_the_id_token(
         "/v2/token", params={"service": dockyard.config.auth.service},
         headers={"Authorization": "Basic " + base64.b64encode(b"tom:anything").decode()})
     assert response.status_code == 401
+
+
+async def test_an_account_not_signed_in_for_inactive_days_is_suspended(
+    dockyard: Dockyard, provider: OidcProviderProcess
+) -> None:
+    """Issue 15: OIDC users were never deprovisioned; their app tokens lived on forever."""
+    provider.set_user("sub-ida", {"preferred_username": "ida"})
+    pending, callback = await sign_in(dockyard, provider, "sub-ida")
+    await dockyard.app[DIRECTORY].providers.finish("corp", pending, callback)
+    _, secret = await dockyard.app[IDENTITY].create_token(Principal("ida", "user"), "ida", "ci")
+    directory = dockyard.app[DIRECTORY].directory
+    link = await directory.links.account("ida")
+    assert link is not None
+    assert link.seen_at is not None
+    assert "directory-inactivity" in [job.name for job in dockyard.app[JOBS]]
+    assert await suspend_inactive(dockyard.config, directory) == 0  # seen just now
+    await directory.links.link(dataclasses.replace(
+        link, seen_at=datetime.now(UTC) - timedelta(days=91)))  # the default: 90 days
+    assert await suspend_inactive(dockyard.config, directory) == 1
+    assert (await app_token_login(dockyard, "ida", secret)).status_code == 401
+    # Signing in through the provider again vouches for the account anew.
+    pending, callback = await sign_in(dockyard, provider, "sub-ida")
+    assert (await dockyard.app[DIRECTORY].providers.finish("corp", pending, callback)).enabled
+    assert (await app_token_login(dockyard, "ida", secret)).status_code == 200
+
+
+async def app_token_login(dockyard: Dockyard, user: str, secret: str) -> httpx.Response:
+    auth = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return await dockyard.client.get("/v2/token", params={"service": dockyard.config.auth.service},
+                                     headers={"Authorization": auth})

@@ -19,6 +19,8 @@ Every row is written out by hand from the model, not computed:
   admin's, owned by no team; a team owner's, the namespace named after their team, where
   push_policy lets teams push. Nobody else's.
 - the credential (password, application token, refresh token) never changes the answer.
+- a bot is managed (memberships, tokens) by the owners of its owning team and by admins only;
+  a role in another team the bot belongs to gives nothing, and bots manage no bot.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from services.auth.policy import (
     catalog_allowed,
     grant,
     manages,
+    may_manage_bot,
     push_claim,
     repository_actions,
 )
@@ -331,6 +334,8 @@ CLAIM_POLICIES = POLICIES | {
 def test_who_a_push_creates_a_namespace_for(who, role, policy, owner):
     team_role = None if role == "-" else cast("Role", role)
     assert push_claim(WHO[who], team_role, CLAIM_POLICIES[policy]) == owner
+
+
 # who manages a namespace (sees addresses and user agents in its activity) ----------------
 
 @pytest.mark.parametrize(
@@ -354,3 +359,30 @@ def test_who_a_push_creates_a_namespace_for(who, role, policy, owner):
 def test_who_manages_a_namespace(who: str, namespace: Namespace, role: str,
                                  expected: bool) -> None:
     assert manages(WHO[who], access_of(namespace, role, "public")) is expected
+
+
+# bots --------------------------------------------------------------------------------------
+# The bot is owned by team "devs" (or by the admins: None); the role is the asker's in "devs";
+# "ops" is another team the bot may be a member of, where the asker is owner.
+
+
+@pytest.mark.parametrize(
+    ("who", "owner_team", "roles", "allowed"),
+    [
+        ("admin", "devs", {}, True),
+        ("admin", None, {}, True),
+        ("service", None, {}, False),  # Dockyard's own identity (the CLI operator is an admin)
+        ("user", "devs", {"devs": "owner"}, True),
+        ("user", "devs", {"devs": "contributor"}, False),
+        ("user", "devs", {"devs": "viewer"}, False),
+        ("user", "devs", {"ops": "owner"}, False),  # owning a team the bot is in is not enough
+        ("user", "devs", {}, False),
+        ("user", None, {"devs": "owner"}, False),  # admins' bots: admins only
+        ("bot", "devs", {"devs": "owner"}, False),  # bots manage no bot
+        ("anonymous", "devs", {}, False),
+        ("disabled user", "devs", {"devs": "owner"}, False),
+        ("disabled admin", "devs", {}, False),
+    ],
+)
+def test_who_manages_a_bot(who, owner_team, roles, allowed):
+    assert may_manage_bot(WHO[who], owner_team, roles) is allowed

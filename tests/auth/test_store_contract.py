@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.auth.adapters.mongo import MongoAuthStore
-from services.auth.adapters.sqlite import SqliteAuthStore
+from services.auth.adapters.sqlite import MIGRATIONS, SqliteAuthStore
 from services.auth.models import AppToken, LoginState, Namespace, Team, User
 from services.auth.ports import AUTH_RECORDS, AuthStore
 from services.core.dump import check
@@ -96,6 +97,36 @@ async def test_a_bot_has_no_password_and_no_namespace(store: AuthStore) -> None:
     await store.create_user(bot("robot"), None)
     assert await store.get_user("robot") == (bot("robot"), None)
     assert await store.namespaces(None, ["robot"]) == []
+
+
+async def test_a_bot_records_its_owner_team(store: AuthStore) -> None:
+    await with_team(store)
+    owned = User("deployer", "", admin=False, enabled=True, kind="bot", owner_team="devs")
+    await store.create_user(owned, None)
+    assert await store.get_user("deployer") == (owned, None)
+    assert [u.owner_team for u in await store.list_users(after="d", limit=1)] == ["devs"]
+    with pytest.raises(NotFound) as raised:
+        await store.create_user(User("lost", "", admin=False, enabled=True, kind="bot",
+                                     owner_team="nope"), None)
+    assert raised.value.code == "team_not_found"
+    assert await store.get_user("lost") is None
+
+
+async def test_bots_of_a_file_from_before_owners_belong_to_the_admins(tmp_path: Path) -> None:
+    path = tmp_path / "auth.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+        conn.execute("INSERT INTO users (name, email, kind, admin, enabled, created_at)"
+                     " VALUES ('oldbot', 'oldbot@bots.local', 'bot', 0, 1, 0)")
+        conn.commit()
+    store = SqliteAuthStore(path)
+    await store.open()
+    try:
+        found = await store.get_user("oldbot")
+        assert found is not None
+        assert (found[0].kind, found[0].owner_team) == ("bot", None)
+    finally:
+        await store.close()
 
 
 async def test_the_global_namespace_exists_from_the_start(store: AuthStore) -> None:
@@ -352,11 +383,14 @@ async def test_a_dump_loads_into_an_empty_store_as_it_was(stores: StoreFactory) 
     assert await second.find_app_token(b"\x01" * 32) == await first.find_app_token(b"\x01" * 32)
     assert await second.find_refresh_token(b"\x02" * 32) == "carl"
     assert await second.get_user("carl") == await first.get_user("carl")
+    assert await second.get_user("deployer") == await first.get_user("deployer")
 
 
 async def store_everything(store: AuthStore) -> None:
     await store.create_user(person("carl"), HASH)
     await store.create_user(bot("robot"), None)
+    await store.create_user(User("deployer", "", admin=False, enabled=True, kind="bot",
+                                 owner_team="devs"), None)
     await store.set_member("devs", "carl", "viewer")
     await store.create_namespace(Namespace("web", "team", "public", "site", "devs"))
     await store.update_namespace("", visibility="private")

@@ -508,6 +508,9 @@ async def test_admin_creates_users_and_bots(admin: ClientSession, app: web.Appli
                                    {"name": "ci-bot", "team": "ops", "role": "contributor"})
     assert "Bot ci-bot created" in page
     assert "Application tokens of ci-bot" in page
+    async with admin.get("/admin/bots") as response:
+        listing = await response.text()
+    assert "<td>ci-bot</td><td>team ops</td>" in listing
 
 
 # activity -----------------------------------------------------------------------------------------

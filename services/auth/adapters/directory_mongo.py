@@ -8,6 +8,7 @@ external id yet) and ``auth_directory_managed`` (one document per user: its team
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -27,12 +28,14 @@ from services.core.mongo import (
 __all__ = ["MongoDirectoryStore"]
 
 _ACCOUNTS = DumpedCollection("auth_directory_accounts", "name",
-                             ("source", "external_id", "suspended"))
+                             ("source", "external_id", "suspended", "seen_at"))
 
 
 def _account(doc: Document) -> ExternalAccount:
+    seen = doc.get("seen_at")
     return ExternalAccount(doc["_id"], doc["source"], doc["external_id"],
-                           bool(doc.get("suspended", False)))
+                           bool(doc.get("suspended", False)),
+                           None if seen is None else datetime.fromtimestamp(seen, UTC))
 
 
 class MongoDirectoryStore:
@@ -55,6 +58,7 @@ class MongoDirectoryStore:
         await self._accounts.replace_one({"_id": account.name}, {
             "_id": account.name, "source": account.source, "external_id": account.external_id,
             "suspended": account.suspended, "linked": bool(account.external_id),
+            "seen_at": None if account.seen_at is None else account.seen_at.timestamp(),
         }, upsert=True)
 
     async def account(self, name: str) -> ExternalAccount | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 from services.auth.models import ExternalAccount
 from services.auth.policy import Role
@@ -32,12 +33,13 @@ MIGRATIONS = (
         PRIMARY KEY (user, team)
     );
     """,
+    "ALTER TABLE accounts ADD COLUMN seen_at REAL;",
 )
 
-_COLUMNS = "name, source, external_id, suspended"
+_COLUMNS = "name, source, external_id, suspended, seen_at"
 # The dump, in DIRECTORY_RECORDS order.
 _DUMPED = {
-    "account": Table("accounts", ("name", "source", "external_id", "suspended"),
+    "account": Table("accounts", ("name", "source", "external_id", "suspended", "seen_at"),
                      booleans=frozenset({"suspended"})),
     "managed_member": Table("managed_members", ("user", "team", "role")),
 }
@@ -49,7 +51,9 @@ _DUMP_ORDER = {"account": "name", "managed_member": "user, team"}
 
 
 def _account(row: sqlite3.Row) -> ExternalAccount:
-    return ExternalAccount(row["name"], row["source"], row["external_id"], bool(row["suspended"]))
+    seen = row["seen_at"]
+    return ExternalAccount(row["name"], row["source"], row["external_id"], bool(row["suspended"]),
+                           None if seen is None else datetime.fromtimestamp(seen, UTC))
 
 
 class SqliteDirectoryStore(SqliteStore):
@@ -57,8 +61,9 @@ class SqliteDirectoryStore(SqliteStore):
 
     async def link(self, account: ExternalAccount) -> None:
         await self.db.write(lambda conn: conn.execute(
-            f"INSERT OR REPLACE INTO accounts ({_COLUMNS}) VALUES (?, ?, ?, ?)",
-            (account.name, account.source, account.external_id, account.suspended)))
+            f"INSERT OR REPLACE INTO accounts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+            (account.name, account.source, account.external_id, account.suspended,
+             None if account.seen_at is None else account.seen_at.timestamp())))
 
     async def account(self, name: str) -> ExternalAccount | None:
         row = await self.db.read(lambda conn: conn.execute(

@@ -40,7 +40,7 @@ __all__ = ["MongoAuthStore"]
 _DUMPED = {
     "user": DumpedCollection("auth_users", "name", (
         "email", "kind", "password_hash", "admin", "enabled", "failed_logins", "locked_until",
-        "created_at")),
+        "created_at", "owner_team")),
     "team": DumpedCollection("auth_teams", "name", ("description", "created_at")),
     "member": DumpedCollection("auth_members", None, ("team", "user", "role")),
     "namespace": DumpedCollection("auth_namespaces", "name", (
@@ -70,7 +70,7 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _user(doc: Document) -> User:
     return User(doc["_id"], doc["email"], bool(doc["admin"]), bool(doc["enabled"]), doc["kind"],
-                doc.get("failed_logins", 0), _ts(doc.get("locked_until")))
+                doc.get("failed_logins", 0), _ts(doc.get("locked_until")), doc.get("owner_team"))
 
 
 def _namespace(doc: Document) -> Namespace:
@@ -124,12 +124,15 @@ class MongoAuthStore:
         async def insert(session: AsyncClientSession) -> None:
             if await self._namespaces.find_one({"_id": user.name}, {"_id": 1}, session=session):
                 raise Conflict("name_taken", f"a namespace is already called {user.name!r}")
+            if user.owner_team is not None:
+                await self._require_team(user.owner_team, session)
             now = time.time()
             try:
                 await self._users.insert_one({
                     "_id": user.name, "email": user.email, "kind": user.kind,
                     "password_hash": password_hash, "admin": user.admin, "enabled": user.enabled,
                     "failed_logins": 0, "locked_until": None, "created_at": now,
+                    "owner_team": user.owner_team,
                 }, session=session)
             except DuplicateKeyError:
                 raise Conflict("name_taken", f"an account is already called {user.name!r}") \

@@ -75,9 +75,15 @@ MIGRATIONS = (
     );
     CREATE INDEX refresh_tokens_user ON refresh_tokens (user);
     """,
+    # The team that owns a bot (NULL: the administrators, as for every bot made before).
+    # Deferred: an import loads accounts before the teams they point to, in one transaction.
+    """
+    ALTER TABLE users ADD COLUMN owner_team TEXT
+        REFERENCES teams (name) DEFERRABLE INITIALLY DEFERRED;
+    """,
 )
 
-_USER_COLUMNS = "name, email, admin, enabled, kind, failed_logins, locked_until"
+_USER_COLUMNS = "name, email, admin, enabled, kind, failed_logins, locked_until, owner_team"
 _NAMESPACE_COLUMNS = "n.name, n.kind, n.visibility, n.description, n.team, n.owner"
 _TOKEN_COLUMNS = "id, user, label, created_at, expires_at, last_used_at, revoked_at"  # noqa: S105
 
@@ -92,7 +98,7 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _user(row: sqlite3.Row) -> User:
     return User(row["name"], row["email"], bool(row["admin"]), bool(row["enabled"]), row["kind"],
-                row["failed_logins"], _ts(row["locked_until"]))
+                row["failed_logins"], _ts(row["locked_until"]), row["owner_team"])
 
 
 def _namespace(row: sqlite3.Row) -> Namespace:
@@ -115,12 +121,14 @@ class SqliteAuthStore(SqliteStore):
         def insert(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM namespaces WHERE name = ?", (user.name,)).fetchone():
                 raise Conflict("name_taken", f"a namespace is already called {user.name!r}")
+            if user.owner_team is not None:
+                _require_team(conn, user.owner_team)
             try:
                 conn.execute(
                     f"INSERT INTO users ({_USER_COLUMNS}, password_hash, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?)",
-                    (user.name, user.email, user.admin, user.enabled, user.kind, password_hash,
-                     time.time()),
+                    " VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?, ?)",
+                    (user.name, user.email, user.admin, user.enabled, user.kind, user.owner_team,
+                     password_hash, time.time()),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict("name_taken", f"an account is already called {user.name!r}") \
@@ -403,7 +411,7 @@ class SqliteAuthStore(SqliteStore):
 # The dump, in AUTH_RECORDS order (each kind after those it refers to).
 _DUMPED = {
     "user": Table("users", ("name", "email", "kind", "password_hash", "admin", "enabled",
-                            "failed_logins", "locked_until", "created_at"),
+                            "failed_logins", "locked_until", "created_at", "owner_team"),
                   booleans=frozenset({"admin", "enabled"})),
     "team": Table("teams", ("name", "description", "created_at")),
     "member": Table("members", ("team", "user", "role")),
