@@ -516,7 +516,10 @@ async def test_a_bot_joins_another_team_only_by_its_owners_act(world: World) -> 
     identity = world.identity()
     olivia, otto = person("olivia"), person("otto")
     await identity.create_team(otto, "ottos", owner="otto")
-    with pytest.raises(Forbidden):  # olivia owns the bot, not the team
+    with pytest.raises(NotFound):  # olivia owns the bot, and is not even in otto's team
+        await identity.set_member(olivia, "ottos", "robot", "viewer")
+    await identity.set_member(otto, "ottos", "olivia", "viewer")
+    with pytest.raises(Forbidden):  # now she sees the team, but does not own it
         await identity.set_member(olivia, "ottos", "robot", "viewer")
     await identity.set_member(otto, "ottos", "olivia", "owner")
     await identity.set_member(olivia, "ottos", "robot", "contributor")  # owner of both
