@@ -195,7 +195,8 @@ async def test_a_bad_line_is_named_and_nothing_is_imported(
     tmp_path: Path, target: Config, line: str, problem: str
 ) -> None:
     user = {"name": "zed", "email": "", "kind": "user", "password_hash": "h", "admin": False,
-            "enabled": True, "failed_logins": 0, "locked_until": None, "created_at": 1.0}
+            "enabled": True, "failed_logins": 0, "locked_until": None, "credential_epoch": 0,
+            "created_at": 1.0}
     text = "\n".join([
         json.dumps({"dockyard_export": 1, "stores": ["auth"]}),
         json.dumps({"store": "auth", "kind": "user", "record": user}),

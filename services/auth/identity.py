@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.auth.audit import Audit
+from services.auth.credentials import ends_credentials
 from services.auth.models import AccountKind, AppToken, Member, Namespace, Team, User
 from services.auth.passwords import hash_password
 from services.auth.policy import Principal, Role, Visibility
@@ -90,7 +91,9 @@ class IdentityService:
         _require_admin(actor)
         if not enabled and name == actor.name:
             raise Forbidden("self_disable", "you cannot disable your own account")
-        user = await self.store.update_user(name, enabled=enabled)
+        before = await self._user(name)
+        user = await self.store.update_user(
+            name, enabled=enabled, bump_epoch=ends_credentials(before, enabled=enabled))
         if not enabled:
             await self.store.revoke_refresh_tokens(name)
         await self._audit.record("user.enable" if enabled else "user.disable", actor.name,
@@ -101,7 +104,9 @@ class IdentityService:
         _require_admin(actor)
         if not admin and name == actor.name:
             raise Forbidden("self_demote", "you cannot remove your own admin rights")
-        user = await self.store.update_user(name, admin=admin)
+        before = await self._user(name)
+        user = await self.store.update_user(
+            name, admin=admin, bump_epoch=ends_credentials(before, admin=admin))
         await self._audit.record("user.change_admin", actor.name, subject=name,
                                  details={"admin": admin})
         return user
@@ -116,7 +121,8 @@ class IdentityService:
         if found[0].kind == "bot":
             raise Invalid("bot_password", "bots sign in with application tokens only")
         await self.store.update_user(
-            name, password_hash=await asyncio.to_thread(hash_password, password))
+            name, password_hash=await asyncio.to_thread(hash_password, password),
+            bump_epoch=ends_credentials(found[0], password=True))
         await self.store.revoke_refresh_tokens(name)
         await self._audit.record("user.change_password", actor.name, subject=name)
 
@@ -150,6 +156,16 @@ class IdentityService:
             user = await self.set_admin(actor, name, admin=admin)
         if enabled is not None and enabled != user.enabled:
             user = await self.set_enabled(actor, name, enabled=enabled)
+        return user
+
+    async def sign_out_everywhere(self, actor: Principal, name: str) -> User:
+        """End every portal session and refresh token of the account (its application tokens
+        stay: revoke those one by one). For the account itself and admins."""
+        if not actor.admin and actor.name != name:
+            raise Forbidden("forbidden", "only admins sign other accounts out")
+        user = await self.store.update_user(name, bump_epoch=True)
+        await self.store.revoke_refresh_tokens(name)
+        await self._audit.record("user.sign_out_everywhere", actor.name, subject=name)
         return user
 
     async def get_user(self, actor: Principal, name: str) -> User:

@@ -25,7 +25,13 @@ NamespaceKind = Literal["global", "personal", "team"]
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A person or a bot. Bots have no password and no personal namespace."""
+    """A person or a bot. Bots have no password and no personal namespace.
+
+    ``credential_epoch`` counts the times the account's existing credentials stopped counting
+    (a password change, disabling, admin demotion, lockout, "sign out everywhere"): sessions,
+    refresh tokens and verified passwords remember the epoch they were made in and count only
+    while it is current.
+    """
 
     name: str
     email: str
@@ -34,6 +40,7 @@ class User:
     kind: AccountKind = "user"
     failed_logins: int = 0
     locked_until: datetime | None = None
+    credential_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ NamespaceRecord = tuple[Namespace, Role | None]
 AUTH_RECORDS: RecordSpec = {
     "user": {"name": "str", "email": "str", "kind": ("user", "bot"), "password_hash": "str?",
              "admin": "bool", "enabled": "bool", "failed_logins": "int", "locked_until": "num?",
-             "created_at": "num"},
+             "credential_epoch": "int", "created_at": "num"},
     "team": {"name": "str", "description": "str", "created_at": "num"},
     "member": {"team": "str", "user": "str", "role": ("viewer", "contributor", "owner")},
     "namespace": {"name": "str", "kind": ("global", "personal", "team"),
@@ -68,8 +68,10 @@ class AuthStore(Protocol):
         admin: bool | None = None,
         enabled: bool | None = None,
         password_hash: str | None = None,
+        bump_epoch: bool = False,
     ) -> User:
-        """Raises NotFound."""
+        """Make the changes given, and with ``bump_epoch`` increment ``credential_epoch`` in
+        the same write. Raises NotFound."""
         ...
 
     async def record_login(

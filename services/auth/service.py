@@ -4,9 +4,11 @@ Application tokens are high-entropy secrets (256 bits) with a recognisable prefi
 SHA-256 is stored, which is enough for secrets that cannot be guessed, and makes checking one
 a single indexed read. Passwords are argon2id hashes; a successful verification is remembered
 for ``[auth] credential_cache_seconds`` under an HMAC of the credentials and the current hash
-(never the password), so the docker CLI's Basic credentials on every token request do not cost
-an argon2 verification each time. A password change changes the hash and so misses the cache;
-disabled and locked accounts are checked before the cache.
+(never the password) and the account's credential epoch, so the docker CLI's Basic credentials
+on every token request do not cost an argon2 verification each time. A password change changes
+the hash and the epoch, and disabling, demotion, lockout and "sign out everywhere" the epoch
+(services/auth/credentials.py), so each misses the cache at once; disabled and locked accounts
+are checked before the cache.
 """
 
 from __future__ import annotations
@@ -205,9 +207,10 @@ class Authenticator:
             # Unknown names still pay one verification: timing does not tell which exist.
             await asyncio.to_thread(verify_password, None, password)
             await self._failed(username, None)
+        epoch = user.credential_epoch if user is not None else 0
         fingerprint = hmac.new(
-            self._key, f"{username}\0{password}\0{password_hash}".encode(), hashlib.sha256
-        ).digest()
+            self._key, f"{username}\0{password}\0{password_hash}\0{epoch}".encode(),
+            hashlib.sha256).digest()
         loop = asyncio.get_running_loop()
         cached = self._verified.get(username)
         if user is None or cached is None or cached[1] < loop.time() or not hmac.compare_digest(
@@ -257,8 +260,17 @@ class Authenticator:
             updated = await self._record_login(username, success=False, lock_until=lock_until)
             if updated is not None and updated.locked_until is not None:
                 reason += f"; locked after {updated.failed_logins} failures"
+                if user.locked_until is None or user.locked_until <= datetime.now(UTC):
+                    # this failure locked it
+                    await self._end_credentials(username)
         await self._report(username, success=False, reason=reason)
         raise Unauthorized("unauthorized", "wrong username or password", _CHALLENGE)
+
+    async def _end_credentials(self, username: str) -> None:
+        """A lockout ends the account's sessions and refresh tokens too: a locked account
+        does not go on through credentials it already holds (services/auth/credentials.py)."""
+        await self._store.update_user(username, bump_epoch=True)
+        self._cache.invalidate()
 
     async def _report(self, username: str, *, success: bool, reason: str) -> None:
         if self._on_login is not None:

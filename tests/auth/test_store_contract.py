@@ -11,17 +11,19 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.auth.adapters.mongo import MongoAuthStore
-from services.auth.adapters.sqlite import SqliteAuthStore
+from services.auth.adapters.sqlite import MIGRATIONS, SqliteAuthStore
 from services.auth.models import AppToken, Namespace, Team, User
 from services.auth.ports import AUTH_RECORDS, AuthStore
 from services.core.dump import check
 from services.core.errors import Conflict, NotFound
+from services.core.sqlite import Database
 from tests.support.mongo import own_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -148,6 +150,36 @@ async def test_update_user_changes_only_what_is_given(store: AuthStore) -> None:
     with pytest.raises(NotFound) as missing:
         await store.update_user("nobody", email="x@example.com")
     assert missing.value.code == "user_not_found"
+
+
+async def test_bump_epoch_increments_the_credential_epoch_with_the_change(
+        store: AuthStore) -> None:
+    await store.create_user(person("alice"), HASH)
+    assert (await store.update_user("alice")).credential_epoch == 0
+    updated = await store.update_user("alice", password_hash="new-hash", bump_epoch=True)
+    assert updated.credential_epoch == 1
+    assert (await store.update_user("alice", bump_epoch=True)).credential_epoch == 2
+    assert await store.get_user("alice") == (replace(updated, credential_epoch=2), "new-hash")
+    assert (await store.update_user("alice", email="a@new.example")).credential_epoch == 2
+    with pytest.raises(NotFound):
+        await store.update_user("nobody", bump_epoch=True)
+
+
+async def test_an_auth_db_from_before_epochs_upgrades_to_epoch_0(tmp_path: Path) -> None:
+    old = Database(tmp_path / "auth.db", MIGRATIONS[:1])
+    await old.open()
+    await old.write(lambda conn: conn.execute(
+        "INSERT INTO users (name, email, kind, password_hash, admin, enabled, created_at)"
+        " VALUES ('alice', 'a@example.com', 'user', 'h', 0, 1, 0)"))
+    await old.close()
+    store = SqliteAuthStore(tmp_path / "auth.db")
+    await store.open()
+    try:
+        assert await store.get_user("alice") == (
+            User("alice", "a@example.com", admin=False, enabled=True, credential_epoch=0), "h")
+        assert (await store.update_user("alice", bump_epoch=True)).credential_epoch == 1
+    finally:
+        await store.close()
 
 
 async def test_failed_logins_count_and_lock_at_the_limit(store: AuthStore) -> None:
@@ -365,3 +397,4 @@ async def store_everything(store: AuthStore) -> None:
     await store.revoke_app_token("robot", "x")
     await store.create_refresh_token(b"\x02" * 32, "carl", "docker", T0)
     await store.record_login("carl", success=False, max_failures=1, lock_until=T0)
+    await store.update_user("carl", bump_epoch=True)

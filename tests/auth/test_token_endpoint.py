@@ -787,6 +787,21 @@ async def test_disabling_invalidates_the_cache(world, verifications):
     assert verifications == [PASSWORDS["vera"]] * 3
 
 
+async def test_signing_out_everywhere_and_demotion_invalidate_the_cache(world, verifications):
+    """Both increment the credential epoch, which the cached verification is keyed on."""
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    response = await world.client.delete("/api/v1/users/vera/sessions", auth=login("vera"))
+    assert response.status_code == 204, response.text
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    assert verifications == [PASSWORDS["vera"]] * 2
+
+    await world.identity.set_admin(ADMIN, "vera", admin=True)
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    await world.identity.set_admin(ADMIN, "vera", admin=False)
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    assert verifications == [PASSWORDS["vera"]] * 3
+
+
 async def test_a_lockout_applies_to_cached_credentials(tmp_path, verifications):
     async with world_of(tmp_path, auth_max_failed_logins="3") as world:
         assert (await world.get(auth=login("vera"))).status_code == 200

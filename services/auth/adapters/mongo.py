@@ -40,7 +40,7 @@ __all__ = ["MongoAuthStore"]
 _DUMPED = {
     "user": DumpedCollection("auth_users", "name", (
         "email", "kind", "password_hash", "admin", "enabled", "failed_logins", "locked_until",
-        "created_at")),
+        "credential_epoch", "created_at")),
     "team": DumpedCollection("auth_teams", "name", ("description", "created_at")),
     "member": DumpedCollection("auth_members", None, ("team", "user", "role")),
     "namespace": DumpedCollection("auth_namespaces", "name", (
@@ -70,7 +70,8 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _user(doc: Document) -> User:
     return User(doc["_id"], doc["email"], bool(doc["admin"]), bool(doc["enabled"]), doc["kind"],
-                doc.get("failed_logins", 0), _ts(doc.get("locked_until")))
+                doc.get("failed_logins", 0), _ts(doc.get("locked_until")),
+                doc.get("credential_epoch", 0))
 
 
 def _namespace(doc: Document) -> Namespace:
@@ -109,6 +110,9 @@ class MongoAuthStore:
             IndexModel([("user", ASCENDING), ("created_at", ASCENDING)]),
         ])
         await self._refresh_tokens.create_indexes([IndexModel([("user", ASCENDING)])])
+        # Accounts written before credential epochs existed are in epoch 0 (as in SQLite).
+        await self._users.update_many({"credential_epoch": {"$exists": False}},
+                                      {"$set": {"credential_epoch": 0}})
         await self._namespaces.update_one(
             {"_id": ""}, {"$setOnInsert": _GLOBAL_NAMESPACE}, upsert=True)
 
@@ -129,7 +133,8 @@ class MongoAuthStore:
                 await self._users.insert_one({
                     "_id": user.name, "email": user.email, "kind": user.kind,
                     "password_hash": password_hash, "admin": user.admin, "enabled": user.enabled,
-                    "failed_logins": 0, "locked_until": None, "created_at": now,
+                    "failed_logins": 0, "locked_until": None, "credential_epoch": 0,
+                    "created_at": now,
                 }, session=session)
             except DuplicateKeyError:
                 raise Conflict("name_taken", f"an account is already called {user.name!r}") \
@@ -158,12 +163,18 @@ class MongoAuthStore:
         admin: bool | None = None,
         enabled: bool | None = None,
         password_hash: str | None = None,
+        bump_epoch: bool = False,
     ) -> User:
-        changes = {k: v for k, v in (("email", email), ("admin", admin), ("enabled", enabled),
-                                     ("password_hash", password_hash)) if v is not None}
-        if changes:
+        changes: Document = {k: v for k, v in (("email", email), ("admin", admin),
+                                               ("enabled", enabled),
+                                               ("password_hash", password_hash))
+                             if v is not None}
+        update: Document = {"$set": changes} if changes else {}
+        if bump_epoch:
+            update["$inc"] = {"credential_epoch": 1}
+        if update:
             doc = await self._users.find_one_and_update(
-                {"_id": name}, {"$set": changes}, return_document=ReturnDocument.AFTER)
+                {"_id": name}, update, return_document=ReturnDocument.AFTER)
         else:
             doc = await self._users.find_one({"_id": name})
         if doc is None:

@@ -75,9 +75,12 @@ MIGRATIONS = (
     );
     CREATE INDEX refresh_tokens_user ON refresh_tokens (user);
     """,
+    # Sessions, refresh tokens and verified passwords count only in the epoch they were made in.
+    "ALTER TABLE users ADD COLUMN credential_epoch INTEGER NOT NULL DEFAULT 0;",
 )
 
-_USER_COLUMNS = "name, email, admin, enabled, kind, failed_logins, locked_until"
+_USER_COLUMNS = ("name, email, admin, enabled, kind, failed_logins, locked_until,"
+                 " credential_epoch")
 _NAMESPACE_COLUMNS = "n.name, n.kind, n.visibility, n.description, n.team, n.owner"
 _TOKEN_COLUMNS = "id, user, label, created_at, expires_at, last_used_at, revoked_at"  # noqa: S105
 
@@ -92,7 +95,7 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _user(row: sqlite3.Row) -> User:
     return User(row["name"], row["email"], bool(row["admin"]), bool(row["enabled"]), row["kind"],
-                row["failed_logins"], _ts(row["locked_until"]))
+                row["failed_logins"], _ts(row["locked_until"]), row["credential_epoch"])
 
 
 def _namespace(row: sqlite3.Row) -> Namespace:
@@ -118,7 +121,7 @@ class SqliteAuthStore(SqliteStore):
             try:
                 conn.execute(
                     f"INSERT INTO users ({_USER_COLUMNS}, password_hash, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, 0, NULL, 0, ?, ?)",
                     (user.name, user.email, user.admin, user.enabled, user.kind, password_hash,
                      time.time()),
                 )
@@ -155,13 +158,16 @@ class SqliteAuthStore(SqliteStore):
         admin: bool | None = None,
         enabled: bool | None = None,
         password_hash: str | None = None,
+        bump_epoch: bool = False,
     ) -> User:
         changes = {k: v for k, v in (("email", email), ("admin", admin), ("enabled", enabled),
                                      ("password_hash", password_hash)) if v is not None}
 
         def update(conn: sqlite3.Connection) -> User:
-            if changes:
-                assignments = ", ".join(f"{column} = ?" for column in changes)
+            if changes or bump_epoch:
+                assignments = ", ".join([*(f"{column} = ?" for column in changes),
+                                         *(["credential_epoch = credential_epoch + 1"]
+                                           if bump_epoch else [])])
                 conn.execute(f"UPDATE users SET {assignments} WHERE name = ?",
                              (*changes.values(), name))
             row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",
@@ -413,7 +419,7 @@ class SqliteAuthStore(SqliteStore):
 # The dump, in AUTH_RECORDS order (each kind after those it refers to).
 _DUMPED = {
     "user": Table("users", ("name", "email", "kind", "password_hash", "admin", "enabled",
-                            "failed_logins", "locked_until", "created_at"),
+                            "failed_logins", "locked_until", "credential_epoch", "created_at"),
                   booleans=frozenset({"admin", "enabled"})),
     "team": Table("teams", ("name", "description", "created_at")),
     "member": Table("members", ("team", "user", "role")),
