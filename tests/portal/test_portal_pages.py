@@ -145,6 +145,31 @@ async def test_disabling_an_account_signs_it_out(
     assert not next(u for u in users if u.name == "alice").enabled
 
 
+async def test_a_password_change_demotion_or_signing_out_everywhere_ends_sessions(
+        server: TestServer, app: web.Application) -> None:
+    """Each moves the account's credential epoch on; its sessions end at their next request,
+    in every browser (not the session of the admin who made the change)."""
+    await make_user(app, "alice", admin=True)
+    identity = app[IDENTITY]
+    changes = [
+        lambda: identity.set_admin(ADMIN, "alice", admin=False),
+        lambda: identity.change_password(ADMIN, "alice", PASSWORD),
+        lambda: identity.sign_out_everywhere(ADMIN, "alice"),
+    ]
+    for change in changes:
+        async with browser(server) as alice, browser(server) as other:
+            await sign_in(alice, "alice", PASSWORD)
+            await sign_in(other, "alice", PASSWORD)
+            assert (await alice.get("/tokens")).status == 200
+            await change()
+            for client in (alice, other):
+                response = await client.get("/tokens", allow_redirects=False)
+                assert response.status == 303, change
+                assert response.headers["Location"].startswith("/login")
+            await sign_in(alice, "alice", PASSWORD)  # a new session is of the new epoch
+            assert (await alice.get("/tokens", allow_redirects=False)).status == 200
+
+
 # CSRF -----------------------------------------------------------------------------------------
 
 
