@@ -195,7 +195,6 @@ class Directory:
             await self.links.link(replace(link, suspended=True))
         await self.accounts.update_user(
             name, enabled=False, bump_epoch=ends_credentials(found[0], enabled=False))
-        await self.accounts.revoke_refresh_tokens(name)
         await self._record("user.disable", source, name, {"reason": "gone from directory"})
 
     async def precreate(self, actor: Principal, name: str, *, source: str, email: str = "") -> User:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.auth.audit import Audit
-from services.auth.credentials import ends_credentials
+from services.auth.credentials import ends_credentials, require_credential_manager
 from services.auth.models import AccountKind, AppToken, Member, Namespace, Team, User
 from services.auth.passwords import hash_password
 from services.auth.policy import Principal, Role, Visibility
@@ -94,8 +94,6 @@ class IdentityService:
         before = await self._user(name)
         user = await self.store.update_user(
             name, enabled=enabled, bump_epoch=ends_credentials(before, enabled=enabled))
-        if not enabled:
-            await self.store.revoke_refresh_tokens(name)
         await self._audit.record("user.enable" if enabled else "user.disable", actor.name,
                                  subject=name)
         return user
@@ -111,9 +109,13 @@ class IdentityService:
                                  details={"admin": admin})
         return user
 
-    async def change_password(self, actor: Principal, name: str, password: str) -> None:
+    async def change_password(self, actor: Principal, name: str, password: str, *,
+                              reauthenticated: bool = False) -> None:
+        """``reauthenticated``: a portal session's person proved again who they are
+        (services/auth/credentials.py)."""
         if not actor.admin and actor.name != name:
             raise Forbidden("forbidden", "only admins change other accounts' passwords")
+        require_credential_manager(actor, reauthenticated=reauthenticated)
         _check_password(password)
         found = await self.store.get_user(name)
         if found is None:
@@ -123,7 +125,6 @@ class IdentityService:
         await self.store.update_user(
             name, password_hash=await asyncio.to_thread(hash_password, password),
             bump_epoch=ends_credentials(found[0], password=True))
-        await self.store.revoke_refresh_tokens(name)
         await self._audit.record("user.change_password", actor.name, subject=name)
 
     async def update_user(
@@ -135,6 +136,7 @@ class IdentityService:
         admin: bool | None = None,
         password: str | None = None,
         email: str | None = None,
+        reauthenticated: bool = False,
     ) -> User:
         """Several changes to one account, every one checked before any is made.
 
@@ -147,11 +149,13 @@ class IdentityService:
         user = await self._user(name)
         _check_account_changes(actor, user, enabled=enabled, admin=admin, password=password,
                                email=email)
+        if password is not None:
+            require_credential_manager(actor, reauthenticated=reauthenticated)
         if email is not None and email != user.email:
             user = await self.store.update_user(name, email=email)
             await self._audit.record("user.change_email", actor.name, subject=name)
         if password is not None:
-            await self.change_password(actor, name, password)
+            await self.change_password(actor, name, password, reauthenticated=reauthenticated)
         if admin is not None and admin != user.admin:
             user = await self.set_admin(actor, name, admin=admin)
         if enabled is not None and enabled != user.enabled:
@@ -164,7 +168,6 @@ class IdentityService:
         if not actor.admin and actor.name != name:
             raise Forbidden("forbidden", "only admins sign other accounts out")
         user = await self.store.update_user(name, bump_epoch=True)
-        await self.store.revoke_refresh_tokens(name)
         await self._audit.record("user.sign_out_everywhere", actor.name, subject=name)
         return user
 
@@ -336,6 +339,8 @@ class IdentityService:
         self, actor: Principal, user: str, label: str, *, expires_at: datetime | None = None
     ) -> tuple[AppToken, str]:
         """The token and its secret, which is shown this once and stored only as a hash."""
+        # Not an application token; a portal session may, without typing the password again.
+        require_credential_manager(actor, reauthenticated=True)
         await self._require_token_manager(actor, user)
         if not label or len(label) > MAX_LABEL or not label.isprintable():
             raise Invalid("invalid_label", f"a label is 1 to {MAX_LABEL} printable characters")
@@ -355,6 +360,8 @@ class IdentityService:
         revoked = await self.store.revoke_app_token(user, label)
         if revoked is None:
             raise NotFound("token_not_found", f"{user!r} has no live token labelled {label!r}")
+        # The refresh tokens it minted end with it (services/auth/refresh.py).
+        await self.store.revoke_refresh_tokens(user, revoked.id)
         await self._audit.record("token.revoke", actor.name, subject=user,
                                  details={"label": label})
         return revoked

@@ -15,6 +15,7 @@ __all__ = [
     "Member",
     "Namespace",
     "NamespaceKind",
+    "RefreshToken",
     "Team",
     "User",
 ]
@@ -77,6 +78,25 @@ class AppToken:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """One refresh token of a family: the chain of tokens that rotation makes from one sign-in
+    (services/auth/refresh.py). ``credential`` is what the sign-in used: ``password``, or the
+    id of the application token; ``credential_epoch`` the account's epoch then. The family
+    ends at ``expires_at`` whatever its use."""
+
+    family: str
+    generation: int
+    user: str
+    client_id: str
+    credential: str
+    credential_epoch: int
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None = None
+    revoked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ signed in, ``private`` members only. Admins may do everything. ``push_policy`` l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 Role = Literal["viewer", "contributor", "owner"]
 Visibility = Literal["private", "protected", "public"]
 PrincipalKind = Literal["anonymous", "user", "bot", "service"]
-Credential = Literal["none", "password", "app_token", "refresh_token", "internal"]
+Credential = Literal["none", "password", "app_token", "refresh_token", "session", "internal"]
 
 PULL, PUSH, DELETE = "pull", "push", "delete"
 NOTHING: frozenset[str] = frozenset()
@@ -45,6 +45,9 @@ class Principal:
     admin: bool = False
     enabled: bool = True
     credential: Credential = "none"
+    # Which one: the application token's id (what refresh tokens minted with it are bound to).
+    # Not part of the identity: the same account with another token is the same principal.
+    credential_id: str | None = field(default=None, compare=False)
 
 
 ANONYMOUS = Principal(None, "anonymous")

@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from services.auth.models import AppToken, ExternalAccount, Member, Namespace, Team, User
+from services.auth.models import (
+    AppToken,
+    ExternalAccount,
+    Member,
+    Namespace,
+    RefreshToken,
+    Team,
+    User,
+)
 from services.auth.policy import Role, Visibility
 from services.core.dump import Dumped, RecordSpec
 
@@ -28,8 +36,10 @@ AUTH_RECORDS: RecordSpec = {
     "app_token": {"id": "str", "secret_hash": "hex", "user": "str", "label": "str",
                   "created_at": "num", "expires_at": "num?", "last_used_at": "num?",
                   "revoked_at": "num?"},
-    "refresh_token": {"secret_hash": "hex", "user": "str", "client_id": "str",
-                      "created_at": "num", "revoked_at": "num?"},
+    "refresh_token": {"secret_hash": "hex", "family": "str", "generation": "int",
+                      "user": "str", "client_id": "str", "credential": "str",
+                      "credential_epoch": "int", "created_at": "num", "expires_at": "num",
+                      "last_used_at": "num?", "revoked_at": "num?"},
 }
 
 # What DirectoryStore.dump yields and load takes, in this order: the links (an empty
@@ -135,15 +145,27 @@ class AuthStore(Protocol):
 
     async def revoke_app_token(self, user: str, label: str) -> AppToken | None: ...
 
-    async def create_refresh_token(
-        self, secret_hash: bytes, user: str, client_id: str, at: datetime
-    ) -> None: ...
+    async def create_refresh_token(self, token: RefreshToken, secret_hash: bytes) -> None: ...
 
-    async def find_refresh_token(self, secret_hash: bytes) -> str | None:
-        """The user an unrevoked refresh token belongs to."""
+    async def find_refresh_token(self, secret_hash: bytes) -> tuple[RefreshToken, User] | None:
+        """The token with this hash, revoked ones too, and its account, in one read."""
         ...
 
-    async def revoke_refresh_tokens(self, user: str) -> int: ...
+    async def rotate_refresh_token(
+        self, presented: bytes, successor: RefreshToken, successor_hash: bytes, at: datetime
+    ) -> bool:
+        """If the token ``presented`` is live: mark it used ``at``, revoke every other live
+        token of its family, and store ``successor``. False, and nothing changed, when it is
+        not live (any more)."""
+        ...
+
+    async def revoke_refresh_family(self, family: str) -> int:
+        """Revoke every live token of the family; returns how many."""
+        ...
+
+    async def revoke_refresh_tokens(self, user: str, credential: str) -> int:
+        """Revoke the user's live refresh tokens minted with ``credential``; how many."""
+        ...
 
     # export and import (dockyard export / import) ------------------------------------------
     def dump(self) -> AsyncIterator[Dumped]:

@@ -138,14 +138,6 @@ class Authenticator:
             return None
         return await self.authenticate(*credentials)
 
-    async def principal_of(self, name: str, credential: Credential) -> Principal:
-        """The principal of an account already proven (a refresh token); Unauthorized if it
-        is disabled or gone."""
-        found = await self._user(name)
-        if found is None or not found[0].enabled:
-            raise Unauthorized("unauthorized", "the account is disabled or gone")
-        return _principal(found[0], credential)
-
     async def _by_app_token(self, username: str | None, token: str) -> Principal:
         """``username`` None: a Bearer token, which names its account itself."""
         digest = secret_hash(token)
@@ -170,7 +162,7 @@ class Authenticator:
                 self._touched.clear()
             self._touched[app_token.id] = now
             await self._store.touch_app_token(app_token.id, now)
-        return _principal(user, "app_token")
+        return _principal(user, "app_token", app_token.id)
 
     async def _user(self, name: str) -> tuple[User, str | None] | None:
         return await self._cache.get(("user", name), lambda: self._store.get_user(name))
@@ -277,6 +269,7 @@ class Authenticator:
             await self._on_login(LoginOutcome(username, success, reason))
 
 
-def _principal(user: User, credential: Credential) -> Principal:
+def _principal(user: User, credential: Credential, credential_id: str | None = None
+               ) -> Principal:
     return Principal(user.name, user.kind, admin=user.admin, enabled=user.enabled,
-                     credential=credential)
+                     credential=credential, credential_id=credential_id)

@@ -20,7 +20,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.auth.models import AppToken, Member, Namespace, Team, User
+from services.auth.models import AppToken, Member, Namespace, RefreshToken, Team, User
 from services.auth.policy import Role, Visibility
 from services.auth.ports import NamespaceRecord
 from services.core.dump import Dumped
@@ -49,7 +49,9 @@ _DUMPED = {
         "secret_hash", "user", "label", "created_at", "expires_at", "last_used_at",
         "revoked_at"), blobs=frozenset({"secret_hash"})),
     "refresh_token": DumpedCollection("auth_refresh_tokens", "secret_hash", (
-        "user", "client_id", "created_at", "revoked_at"), blobs=frozenset({"secret_hash"})),
+        "family", "generation", "user", "client_id", "credential", "credential_epoch",
+        "created_at", "expires_at", "last_used_at", "revoked_at"),
+        blobs=frozenset({"secret_hash"})),
 }
 
 # The global namespace (repositories without "/"), present from the start as in SQLite.
@@ -85,6 +87,24 @@ def _token(doc: Document) -> AppToken:
                     _ts(doc.get("last_used_at")), doc.get("revoked_at") is not None)
 
 
+def _refresh_token(doc: Document) -> RefreshToken:
+    return RefreshToken(doc["family"], doc["generation"], doc["user"], doc["client_id"],
+                        doc["credential"], doc["credential_epoch"],
+                        datetime.fromtimestamp(doc["created_at"], UTC),
+                        datetime.fromtimestamp(doc["expires_at"], UTC),
+                        _ts(doc.get("last_used_at")), doc.get("revoked_at") is not None)
+
+
+def _refresh_document(token: RefreshToken, secret_hash: bytes) -> Document:
+    return {
+        "_id": secret_hash, "family": token.family, "generation": token.generation,
+        "user": token.user, "client_id": token.client_id, "credential": token.credential,
+        "credential_epoch": token.credential_epoch, "created_at": token.created_at.timestamp(),
+        "expires_at": token.expires_at.timestamp(), "last_used_at": _epoch(token.last_used_at),
+        "revoked_at": time.time() if token.revoked else None,
+    }
+
+
 class MongoAuthStore:
     def __init__(self, database: MongoDatabase) -> None:
         self.database = database
@@ -109,7 +129,12 @@ class MongoAuthStore:
                        partialFilterExpression={"live": True}, name="live_label"),
             IndexModel([("user", ASCENDING), ("created_at", ASCENDING)]),
         ])
-        await self._refresh_tokens.create_indexes([IndexModel([("user", ASCENDING)])])
+        await self._refresh_tokens.create_indexes([
+            IndexModel([("family", ASCENDING)]),
+            IndexModel([("user", ASCENDING), ("credential", ASCENDING)]),
+        ])
+        # Refresh tokens from before families were bound to nothing: they end (as in SQLite).
+        await self._refresh_tokens.delete_many({"family": {"$exists": False}})
         # Accounts written before credential epochs existed are in epoch 0 (as in SQLite).
         await self._users.update_many({"credential_epoch": {"$exists": False}},
                                       {"$set": {"credential_epoch": 0}})
@@ -345,22 +370,41 @@ class MongoAuthStore:
             return_document=ReturnDocument.AFTER)
         return None if doc is None else _token(doc)
 
-    async def create_refresh_token(
-        self, secret_hash: bytes, user: str, client_id: str, at: datetime
-    ) -> None:
-        await self._refresh_tokens.insert_one({
-            "_id": secret_hash, "user": user, "client_id": client_id,
-            "created_at": at.timestamp(), "revoked_at": None,
-        })
+    async def create_refresh_token(self, token: RefreshToken, secret_hash: bytes) -> None:
+        await self._refresh_tokens.insert_one(_refresh_document(token, secret_hash))
 
-    async def find_refresh_token(self, secret_hash: bytes) -> str | None:
-        doc = await self._refresh_tokens.find_one({"_id": secret_hash, "revoked_at": None},
-                                                  {"user": 1})
-        return None if doc is None else str(doc["user"])
+    async def find_refresh_token(self, secret_hash: bytes) -> tuple[RefreshToken, User] | None:
+        doc = await self._refresh_tokens.find_one({"_id": secret_hash})
+        if doc is None:
+            return None
+        account = await self._users.find_one({"_id": doc["user"]})
+        return None if account is None else (_refresh_token(doc), _user(account))
 
-    async def revoke_refresh_tokens(self, user: str) -> int:
+    async def rotate_refresh_token(
+        self, presented: bytes, successor: RefreshToken, successor_hash: bytes, at: datetime
+    ) -> bool:
+        # Three single-document steps, not a transaction (FerretDB has none): two rotations
+        # of one token at the same moment may leave both successors live.
+        used = await self._refresh_tokens.find_one_and_update(
+            {"_id": presented, "revoked_at": None}, {"$set": {"last_used_at": at.timestamp()}},
+            {"family": 1})
+        if used is None:
+            return False
+        await self._refresh_tokens.update_many(
+            {"family": used["family"], "_id": {"$ne": presented}, "revoked_at": None},
+            {"$set": {"revoked_at": at.timestamp()}})
+        await self._refresh_tokens.insert_one(_refresh_document(successor, successor_hash))
+        return True
+
+    async def revoke_refresh_family(self, family: str) -> int:
         result = await self._refresh_tokens.update_many(
-            {"user": user, "revoked_at": None}, {"$set": {"revoked_at": time.time()}})
+            {"family": family, "revoked_at": None}, {"$set": {"revoked_at": time.time()}})
+        return result.modified_count
+
+    async def revoke_refresh_tokens(self, user: str, credential: str) -> int:
+        result = await self._refresh_tokens.update_many(
+            {"user": user, "credential": credential, "revoked_at": None},
+            {"$set": {"revoked_at": time.time()}})
         return result.modified_count
 
     # export and import ---------------------------------------------------------------------
