@@ -18,6 +18,7 @@ import yaml
 
 from services.auth.adapters.sqlite import SqliteAuthStore
 from services.auth.app import AUTH_DB, keyring
+from services.auth.credentials import ends_credentials
 from services.auth.models import User
 from services.auth.passwords import generate_password, hash_password
 from services.core.config import Config
@@ -149,11 +150,13 @@ async def _create_admin(path: Path, password: str) -> None:
     store = SqliteAuthStore(path)
     await store.open()
     try:
-        if await store.get_user(ADMIN_USER) is None:
+        found = await store.get_user(ADMIN_USER)
+        if found is None:
             admin = User(ADMIN_USER, "admin@localhost", admin=True, enabled=True)
             await store.create_user(admin, hash_password(password))
         else:
             await store.update_user(ADMIN_USER, admin=True, enabled=True,
-                                    password_hash=hash_password(password))
+                                    password_hash=hash_password(password),
+                                    bump_epoch=ends_credentials(found[0], password=True))
     finally:
         await store.close()

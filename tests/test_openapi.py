@@ -190,6 +190,7 @@ async def seed_identity(dockyard: Dockyard) -> None:
         await identity.set_member(ADMIN, "crew", "bob", role)
     await identity.set_member(ADMIN, "crew", "dave", "viewer")
     await identity.remove_member(ADMIN, "crew", "dave")
+    await identity.sign_out_everywhere(ADMIN, "dave")
     await identity.create_bot(ADMIN, "robot", team="crew", role="viewer")
     await identity.create_namespace(ADMIN, "team", team="crew", visibility="protected")
     await identity.update_namespace(ADMIN, "team", visibility="public",

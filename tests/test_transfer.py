@@ -16,7 +16,15 @@ import pytest
 
 from services.auth.app import open_auth_store
 from services.auth.directory_app import open_directory_store
-from services.auth.models import AppToken, ExternalAccount, LoginState, Namespace, Team, User
+from services.auth.models import (
+    AppToken,
+    ExternalAccount,
+    LoginState,
+    Namespace,
+    RefreshToken,
+    Team,
+    User,
+)
 from services.core.config import Config
 from services.core.errors import Conflict, Invalid
 from services.ingest.app import open_stores
@@ -72,9 +80,12 @@ async def fill(config: Config) -> None:
         await auth.create_app_token(AppToken("t2", "robot", "deploy", T0, T0 + timedelta(days=9),
                                              None, revoked=False), b"\x02" * 32)
         await auth.revoke_app_token("robot", "deploy")
-        await auth.create_refresh_token(b"\x03" * 32, "carl", "docker", T0)
-        await auth.create_refresh_token(b"\x04" * 32, "admin", "docker", T0)
-        await auth.revoke_refresh_tokens("admin")
+        await auth.create_refresh_token(RefreshToken(
+            "f1", 0, "carl", "docker", "t1", 0, T0, T0 + timedelta(days=90)), b"\x03" * 32)
+        await auth.create_refresh_token(RefreshToken(
+            "f2", 0, "admin", "docker", "password", 0, T0, T0 + timedelta(days=90)),
+            b"\x04" * 32)
+        await auth.revoke_refresh_family("f2")
     async with open_directory_store(config) as directory:
         await directory.link(ExternalAccount("carl", "oidc:corp", "sub-carl"))
         await directory.link(ExternalAccount("dora", "ldap", ""))  # pre-created
@@ -128,8 +139,12 @@ async def test_sqlite_stores_move_to_mongodb_and_read_the_same(
         for secret in (b"\x01" * 32, b"\x02" * 32):
             assert await after.find_app_token(secret) == await before.find_app_token(secret)
         assert await after.list_app_tokens("robot") == await before.list_app_tokens("robot")
-        assert await after.find_refresh_token(b"\x03" * 32) == "carl"
-        assert await after.find_refresh_token(b"\x04" * 32) is None
+        for secret in (b"\x03" * 32, b"\x04" * 32):
+            assert await after.find_refresh_token(secret) == await before.find_refresh_token(
+                secret)
+        revoked = await after.find_refresh_token(b"\x04" * 32)
+        assert revoked is not None
+        assert revoked[0].revoked
         # The imported store goes on working: labels stay unique, a revoked one is free again.
         with pytest.raises(Conflict):
             await after.create_app_token(AppToken("t3", "carl", "ci", T0, None, None,
@@ -195,8 +210,8 @@ async def test_a_bad_line_is_named_and_nothing_is_imported(
     tmp_path: Path, target: Config, line: str, problem: str
 ) -> None:
     user = {"name": "zed", "email": "", "kind": "user", "password_hash": "h", "admin": False,
-            "enabled": True, "failed_logins": 0, "locked_until": None, "created_at": 1.0,
-            "owner_team": None}
+            "enabled": True, "failed_logins": 0, "locked_until": None, "credential_epoch": 0,
+            "created_at": 1.0, "owner_team": None}
     text = "\n".join([
         json.dumps({"dockyard_export": 1, "stores": ["auth"]}),
         json.dumps({"store": "auth", "kind": "user", "record": user}),

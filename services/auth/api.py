@@ -110,6 +110,13 @@ async def update_user(request: web.Request) -> web.Response:
     return json_response(account_json(user))
 
 
+@routes.delete("/api/v1/users/{name}/sessions")
+async def sign_out_everywhere(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    await _identity(request).sign_out_everywhere(actor, request.match_info["name"])
+    return web.Response(status=204)
+
+
 # --- teams ---------------------------------------------------------------------------------
 
 

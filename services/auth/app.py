@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,9 +24,10 @@ from services.auth.keys import Keyring
 from services.auth.lockout import LockoutPolicy
 from services.auth.policy import Policy
 from services.auth.ports import AuthStore, Catalog
+from services.auth.refresh import RefreshPolicy, RefreshTokens
 from services.auth.service import Authenticator, LoginOutcome, LoginPolicy
 from services.auth.sessions_app import sessions_ctx
-from services.auth.token_api import RATE_LIMITS, RateLimits
+from services.auth.token_api import RATE_LIMITS, REFRESH_TOKENS, RateLimits
 from services.auth.token_api import routes as token_routes
 from services.core.config import Config
 from services.core.eventlog import EventLog
@@ -149,5 +151,8 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[CONFIG].auth
         app[RATE_LIMITS] = RateLimits(settings.rate_per_ip_per_minute,
                                       settings.rate_per_user_per_minute)
+        app[REFRESH_TOKENS] = RefreshTokens(auth.store, RefreshPolicy(
+            sliding=timedelta(seconds=settings.refresh_token_sliding_seconds),
+            absolute=timedelta(seconds=settings.refresh_token_absolute_seconds)))
         app[HEALTH].add("auth-store", auth.store.ping)
         yield

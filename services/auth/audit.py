@@ -29,6 +29,7 @@ IDENTITY_EVENT_TYPES = (
     "user.change_admin",
     "user.change_password",
     "user.change_email",
+    "user.sign_out_everywhere",
     "user.login",
     "user.login_failed",
     "user.unlock",

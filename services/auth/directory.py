@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from services.auth.audit import Audit
+from services.auth.credentials import ends_credentials
 from services.auth.ldap import DirectoryEntry, LdapDirectory, normalize_dn
 from services.auth.models import ExternalAccount, User
 from services.auth.policy import Principal, Role
@@ -180,7 +181,8 @@ class Directory:
         if rules.admin_group:
             admin = rules.admin_group in identity.groups
             if admin != user.admin:
-                user = await self.accounts.update_user(user.name, admin=admin)
+                user = await self.accounts.update_user(
+                    user.name, admin=admin, bump_epoch=ends_credentials(user, admin=admin))
                 await self._record("user.change_admin", identity.source, user.name,
                                    {"admin": admin})
         if _usable_email(identity.email) and identity.email != user.email:
@@ -202,8 +204,8 @@ class Directory:
             return
         if not link.suspended:
             await self.links.link(replace(link, suspended=True))
-        await self.accounts.update_user(name, enabled=False)
-        await self.accounts.revoke_refresh_tokens(name)
+        await self.accounts.update_user(
+            name, enabled=False, bump_epoch=ends_credentials(found[0], enabled=False))
         await self._record("user.disable", source, name, {"reason": reason})
 
     async def suspend_inactive(self, source: str, *, days: float, now: datetime) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.auth.audit import Audit
+from services.auth.credentials import ends_credentials, require_credential_manager
 from services.auth.models import (
     AccountKind,
     AppToken,
@@ -122,9 +123,9 @@ class IdentityService:
         _require_admin(actor)
         if not enabled and name == actor.name:
             raise Forbidden("self_disable", "you cannot disable your own account")
-        user = await self.store.update_user(name, enabled=enabled)
-        if not enabled:
-            await self.store.revoke_refresh_tokens(name)
+        before = await self._user(name)
+        user = await self.store.update_user(
+            name, enabled=enabled, bump_epoch=ends_credentials(before, enabled=enabled))
         await self._audit.record("user.enable" if enabled else "user.disable", actor.name,
                                  subject=name)
         return user
@@ -133,21 +134,27 @@ class IdentityService:
         _require_admin(actor)
         if not admin and name == actor.name:
             raise Forbidden("self_demote", "you cannot remove your own admin rights")
-        user = await self.store.update_user(name, admin=admin)
+        before = await self._user(name)
+        user = await self.store.update_user(
+            name, admin=admin, bump_epoch=ends_credentials(before, admin=admin))
         await self._audit.record("user.change_admin", actor.name, subject=name,
                                  details={"admin": admin})
         return user
 
-    async def change_password(self, actor: Principal, name: str, password: str) -> None:
+    async def change_password(self, actor: Principal, name: str, password: str, *,
+                              reauthenticated: bool = False) -> None:
+        """``reauthenticated``: a portal session's person proved again who they are
+        (services/auth/credentials.py)."""
         found = await self._visible_user(actor, name)
         if not actor.admin and actor.name != name:
             raise Forbidden("forbidden", "only admins change other accounts' passwords")
+        require_credential_manager(actor, reauthenticated=reauthenticated)
         _check_password(password)
         if found.kind == "bot":
             raise Invalid("bot_password", "bots sign in with application tokens only")
         await self.store.update_user(
-            name, password_hash=await asyncio.to_thread(hash_password, password))
-        await self.store.revoke_refresh_tokens(name)
+            name, password_hash=await asyncio.to_thread(hash_password, password),
+            bump_epoch=ends_credentials(found, password=True))
         await self._audit.record("user.change_password", actor.name, subject=name)
 
     async def unlock(self, actor: Principal, name: str) -> User:
@@ -169,6 +176,7 @@ class IdentityService:
         admin: bool | None = None,
         password: str | None = None,
         email: str | None = None,
+        reauthenticated: bool = False,
     ) -> User:
         """Several changes to one account, every one checked before any is made.
 
@@ -181,15 +189,26 @@ class IdentityService:
                             " enabled and admin flags")
         _check_account_changes(actor, user, enabled=enabled, admin=admin, password=password,
                                email=email)
+        if password is not None:
+            require_credential_manager(actor, reauthenticated=reauthenticated)
         if email is not None and email != user.email:
             user = await self.store.update_user(name, email=email)
             await self._audit.record("user.change_email", actor.name, subject=name)
         if password is not None:
-            await self.change_password(actor, name, password)
+            await self.change_password(actor, name, password, reauthenticated=reauthenticated)
         if admin is not None and admin != user.admin:
             user = await self.set_admin(actor, name, admin=admin)
         if enabled is not None and enabled != user.enabled:
             user = await self.set_enabled(actor, name, enabled=enabled)
+        return user
+
+    async def sign_out_everywhere(self, actor: Principal, name: str) -> User:
+        """End every portal session and refresh token of the account (its application tokens
+        stay: revoke those one by one). For the account itself and admins."""
+        if not actor.admin and actor.name != name:
+            raise Forbidden("forbidden", "only admins sign other accounts out")
+        user = await self.store.update_user(name, bump_epoch=True)
+        await self._audit.record("user.sign_out_everywhere", actor.name, subject=name)
         return user
 
     async def get_user(self, actor: Principal, name: str) -> User:
@@ -393,6 +412,8 @@ class IdentityService:
         self, actor: Principal, user: str, label: str, *, expires_at: datetime | None = None
     ) -> tuple[AppToken, str]:
         """The token and its secret, which is shown this once and stored only as a hash."""
+        # Not an application token; a portal session may, without typing the password again.
+        require_credential_manager(actor, reauthenticated=True)
         await self._require_token_manager(actor, user)
         if not label or len(label) > MAX_LABEL or not label.isprintable():
             raise Invalid("invalid_label", f"a label is 1 to {MAX_LABEL} printable characters")
@@ -412,6 +433,8 @@ class IdentityService:
         revoked = await self.store.revoke_app_token(user, label)
         if revoked is None:
             raise NotFound("token_not_found", f"{user!r} has no live token labelled {label!r}")
+        # The refresh tokens it minted end with it (services/auth/refresh.py).
+        await self.store.revoke_refresh_tokens(user, revoked.id)
         await self._audit.record("token.revoke", actor.name, subject=user,
                                  details={"label": label})
         return revoked

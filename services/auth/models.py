@@ -16,6 +16,7 @@ __all__ = [
     "Member",
     "Namespace",
     "NamespaceKind",
+    "RefreshToken",
     "Team",
     "User",
 ]
@@ -30,6 +31,10 @@ class User:
 
     ``owner_team``: the team that owns a bot (it manages the bot's memberships and tokens);
     None for a bot owned by the administrators, and always None for a person.
+    ``credential_epoch`` counts the times the account's existing credentials stopped counting
+    (a password change, disabling, admin demotion, lockout, "sign out everywhere"): sessions,
+    refresh tokens and verified passwords remember the epoch they were made in and count only
+    while it is current.
     """
 
     name: str
@@ -40,6 +45,7 @@ class User:
     failed_logins: int = 0
     locked_until: datetime | None = None
     owner_team: str | None = None
+    credential_epoch: int = 0
 
     @property
     def login_state(self) -> LoginState:
@@ -89,6 +95,25 @@ class AppToken:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """One refresh token of a family: the chain of tokens that rotation makes from one sign-in
+    (services/auth/refresh.py). ``credential`` is what the sign-in used: ``password``, or the
+    id of the application token; ``credential_epoch`` the account's epoch then. The family
+    ends at ``expires_at`` whatever its use."""
+
+    family: str
+    generation: int
+    user: str
+    client_id: str
+    credential: str
+    credential_epoch: int
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None = None
+    revoked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ Bots belong to an owner: a team, or the administrators (``may_manage_bot``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
 Role = Literal["viewer", "contributor", "owner"]
 Visibility = Literal["private", "protected", "public"]
 PrincipalKind = Literal["anonymous", "user", "bot", "service"]
-Credential = Literal["none", "password", "app_token", "refresh_token", "internal"]
+Credential = Literal["none", "password", "app_token", "refresh_token", "session", "internal"]
 
 PULL, PUSH, DELETE = "pull", "push", "delete"
 NOTHING: frozenset[str] = frozenset()
@@ -63,6 +63,9 @@ class Principal:
     admin: bool = False
     enabled: bool = True
     credential: Credential = "none"
+    # Which one: the application token's id (what refresh tokens minted with it are bound to).
+    # Not part of the identity: the same account with another token is the same principal.
+    credential_id: str | None = field(default=None, compare=False)
 
 
 ANONYMOUS = Principal(None, "anonymous")

@@ -12,6 +12,7 @@ from services.auth.models import (
     LoginState,
     Member,
     Namespace,
+    RefreshToken,
     Team,
     User,
 )
@@ -34,7 +35,7 @@ NamespaceRecord = tuple[Namespace, Role | None]
 AUTH_RECORDS: RecordSpec = {
     "user": {"name": "str", "email": "str", "kind": ("user", "bot"), "password_hash": "str?",
              "admin": "bool", "enabled": "bool", "failed_logins": "int", "locked_until": "num?",
-             "created_at": "num", "owner_team": "str?"},
+             "credential_epoch": "int", "created_at": "num", "owner_team": "str?"},
     "team": {"name": "str", "description": "str", "created_at": "num"},
     "member": {"team": "str", "user": "str", "role": ("viewer", "contributor", "owner")},
     "namespace": {"name": "str", "kind": ("global", "personal", "team"),
@@ -43,8 +44,10 @@ AUTH_RECORDS: RecordSpec = {
     "app_token": {"id": "str", "secret_hash": "hex", "user": "str", "label": "str",
                   "created_at": "num", "expires_at": "num?", "last_used_at": "num?",
                   "revoked_at": "num?"},
-    "refresh_token": {"secret_hash": "hex", "user": "str", "client_id": "str",
-                      "created_at": "num", "revoked_at": "num?"},
+    "refresh_token": {"secret_hash": "hex", "family": "str", "generation": "int",
+                      "user": "str", "client_id": "str", "credential": "str",
+                      "credential_epoch": "int", "created_at": "num", "expires_at": "num",
+                      "last_used_at": "num?", "revoked_at": "num?"},
 }
 
 # What DirectoryStore.dump yields and load takes, in this order: the links (an empty
@@ -85,8 +88,10 @@ class AuthStore(Protocol):
         admin: bool | None = None,
         enabled: bool | None = None,
         password_hash: str | None = None,
+        bump_epoch: bool = False,
     ) -> User:
-        """Raises NotFound."""
+        """Make the changes given, and with ``bump_epoch`` increment ``credential_epoch`` in
+        the same write. Raises NotFound."""
         ...
 
     async def set_login_state(
@@ -152,15 +157,27 @@ class AuthStore(Protocol):
 
     async def revoke_app_token(self, user: str, label: str) -> AppToken | None: ...
 
-    async def create_refresh_token(
-        self, secret_hash: bytes, user: str, client_id: str, at: datetime
-    ) -> None: ...
+    async def create_refresh_token(self, token: RefreshToken, secret_hash: bytes) -> None: ...
 
-    async def find_refresh_token(self, secret_hash: bytes) -> str | None:
-        """The user an unrevoked refresh token belongs to."""
+    async def find_refresh_token(self, secret_hash: bytes) -> tuple[RefreshToken, User] | None:
+        """The token with this hash, revoked ones too, and its account, in one read."""
         ...
 
-    async def revoke_refresh_tokens(self, user: str) -> int: ...
+    async def rotate_refresh_token(
+        self, presented: bytes, successor: RefreshToken, successor_hash: bytes, at: datetime
+    ) -> bool:
+        """If the token ``presented`` is live: mark it used ``at``, revoke every other live
+        token of its family, and store ``successor``. False, and nothing changed, when it is
+        not live (any more)."""
+        ...
+
+    async def revoke_refresh_family(self, family: str) -> int:
+        """Revoke every live token of the family; returns how many."""
+        ...
+
+    async def revoke_refresh_tokens(self, user: str, credential: str) -> int:
+        """Revoke the user's live refresh tokens minted with ``credential``; how many."""
+        ...
 
     # export and import (dockyard export / import) ------------------------------------------
     def dump(self) -> AsyncIterator[Dumped]:

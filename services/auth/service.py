@@ -4,11 +4,13 @@ Application tokens are high-entropy secrets (256 bits) with a recognisable prefi
 SHA-256 is stored, which is enough for secrets that cannot be guessed, and makes checking one
 a single indexed read. Passwords are argon2id hashes; a successful verification is remembered
 for ``[auth] credential_cache_seconds`` under an HMAC of the credentials and the current hash
-(never the password), so the docker CLI's Basic credentials on every token request do not cost
-an argon2 verification each time. A password change changes the hash and so misses the cache;
-disabled and locked accounts are checked before the cache. Concurrent misses for the same
-credentials share one verification (single-flight), so a client whose connections all find the
-cached credential expired at once costs one argon2 verification, and one ``user.login``.
+(never the password) and the account's credential epoch, so the docker CLI's Basic credentials
+on every token request do not cost an argon2 verification each time. A password change changes
+the hash and the epoch, and disabling, demotion, lockout and "sign out everywhere" the epoch
+(services/auth/credentials.py), so each misses the cache at once; disabled and locked accounts
+are checked before the cache. Concurrent misses for the same credentials share one verification
+(single-flight), so a client whose connections all find the cached credential expired at once
+costs one argon2 verification, and one ``user.login``.
 
 Every verification is taken from the lockout's budgets first (services/auth/lockout.py): the
 client address's and the account's, so parallel guesses cannot outrun the count.
@@ -153,14 +155,6 @@ class Authenticator:
             return None
         return await self.authenticate(*credentials, source=source)
 
-    async def principal_of(self, name: str, credential: Credential) -> Principal:
-        """The principal of an account already proven (a refresh token); Unauthorized if it
-        is disabled or gone."""
-        found = await self._user(name)
-        if found is None or not found[0].enabled:
-            raise Unauthorized("unauthorized", "the account is disabled or gone")
-        return _principal(found[0], credential)
-
     async def _by_app_token(self, username: str | None, token: str) -> Principal:
         """``username`` None: a Bearer token, which names its account itself."""
         digest = secret_hash(token)
@@ -185,7 +179,7 @@ class Authenticator:
                 self._touched.clear()
             self._touched[app_token.id] = now
             await self._store.touch_app_token(app_token.id, now)
-        return _principal(user, "app_token")
+        return _principal(user, "app_token", app_token.id)
 
     async def _user(self, name: str) -> tuple[User, str | None] | None:
         return await self._cache.get(("user", name), lambda: self._store.get_user(name))
@@ -199,9 +193,10 @@ class Authenticator:
             self._verified.pop(username, None)
         if user is not None and self._lockout.locked(user.login_state, datetime.now(UTC)):
             raise _locked(user.locked_until)
+        epoch = user.credential_epoch if user is not None else 0
         fingerprint = hmac.new(
-            self._key, f"{username}\0{password}\0{password_hash}".encode(), hashlib.sha256
-        ).digest()
+            self._key, f"{username}\0{password}\0{password_hash}\0{epoch}".encode(),
+            hashlib.sha256).digest()
         loop = asyncio.get_running_loop()
         cached = self._verified.get(username)
         if user is None or cached is None or cached[1] < loop.time() or not hmac.compare_digest(
@@ -325,9 +320,17 @@ class Authenticator:
         reason = "wrong password" if user is not None else "unknown account"
         if reserved.locked_until is not None:
             reason += f"; locked after {reserved.failures} failures"
+            if user is not None:
+                await self._end_credentials(username)
         await self._report(username, success=False, reason=reason,
                            locked_until=reserved.locked_until)
         raise Unauthorized("unauthorized", "wrong username or password", _CHALLENGE)
+
+    async def _end_credentials(self, username: str) -> None:
+        """A lockout ends the account's sessions and refresh tokens too: a locked account
+        does not go on through credentials it already holds (services/auth/credentials.py)."""
+        await self._store.update_user(username, bump_epoch=True)
+        self._cache.invalidate()
 
     async def _report(self, username: str, *, success: bool, reason: str,
                       locked_until: datetime | None = None) -> None:
@@ -348,6 +351,7 @@ def _locked(until: datetime | None) -> Unauthorized:
                         f" {until or datetime.now(UTC):%H:%M:%S} UTC", _CHALLENGE)
 
 
-def _principal(user: User, credential: Credential) -> Principal:
+def _principal(user: User, credential: Credential, credential_id: str | None = None
+               ) -> Principal:
     return Principal(user.name, user.kind, admin=user.admin, enabled=user.enabled,
-                     credential=credential)
+                     credential=credential, credential_id=credential_id)

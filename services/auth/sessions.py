@@ -3,8 +3,11 @@
 A session is a random 256-bit id in an ``HttpOnly``, ``SameSite=Lax`` cookie (``Secure`` when
 the external URL is https); the store keeps only its SHA-256, so a copy of the store does not
 let anyone in. A session ends ``session_ttl_seconds`` after sign-in, after
-``session_idle_seconds`` without a request, at sign-out, and when its account is disabled or
-removed (checked on every request: a disabled account's sessions are deleted when next seen).
+``session_idle_seconds`` without a request, at sign-out, when its account is disabled or
+removed, and when the account's credential epoch moves on (a password change, disabling,
+removing admin rights, a lockout, "sign out everywhere": services/auth/credentials.py). Both
+are checked on every request against the account as it is now, so the session's rights are
+always the account's current ones; a session found ended is deleted.
 
 Each session carries its own CSRF token, which every form posts back and which is compared in
 constant time (OWASP CSRF cheat sheet, "synchronizer token pattern"). Before sign-in there is
@@ -80,6 +83,8 @@ class Session:
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime
+    # The account's credential epoch at sign-in: the session counts only while it is current.
+    credential_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +152,11 @@ class SignedIn:
     @property
     def principal(self) -> Principal:
         return Principal(self.user.name, self.user.kind, admin=self.user.admin,
-                         enabled=self.user.enabled, credential="password")
+                         enabled=self.user.enabled, credential="session")
+
+    def signed_in_within(self, window: timedelta) -> bool:
+        """Whether the person signed in that recently (a proof of presence, like sudo's)."""
+        return datetime.now(UTC) - self.session.created_at < window
 
 
 class Sessions:
@@ -164,12 +173,13 @@ class Sessions:
         now = datetime.now(UTC)
         secret = secrets.token_urlsafe(32)
         session = Session(user, method, secrets.token_urlsafe(32), now, now,
-                          expiry(now, now, self.settings))
+                          expiry(now, now, self.settings), found[0].credential_epoch)
         await self.store.create(_hash(secret), session)
         return secret, session
 
     async def resume(self, secret: str) -> SignedIn | None:
-        """The live session with this id and its enabled account, else None (and it is gone)."""
+        """The live session with this id and its enabled account, still in the epoch it was
+        started in; else None (and it is gone)."""
         id_hash = _hash(secret)
         session = await self.store.get(id_hash)
         if session is None:
@@ -181,6 +191,9 @@ class Sessions:
         found = await self._accounts.get_user(session.user)
         if found is None or not found[0].enabled:
             await self.store.delete_user(session.user)
+            return None
+        if found[0].credential_epoch != session.credential_epoch:
+            await self.store.delete(id_hash)
             return None
         if now - session.last_seen_at >= TOUCH_INTERVAL:
             session = replace(session, last_seen_at=now,

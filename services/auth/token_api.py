@@ -21,18 +21,18 @@ from aiohttp import web
 
 from services.auth.access import AUTHENTICATOR, AUTHORITY, client_address
 from services.auth.policy import ANONYMOUS, Principal
+from services.auth.refresh import RefreshTokens
 from services.auth.scopes import ScopeError, parse_scopes
-from services.auth.service import new_secret, parse_basic, secret_hash
+from services.auth.service import parse_basic
 from services.auth.tokens import Grant, IssuedToken
 from services.core.errors import DyError, Invalid, TooManyRequests, Unauthorized
 from services.core.times import rfc3339
 from services.core.web import CONFIG
 
-__all__ = ["RATE_LIMITS", "RateLimits", "routes"]
+__all__ = ["RATE_LIMITS", "REFRESH_TOKENS", "RateLimits", "routes"]
 
 log = logging.getLogger("dockyard.token")
 
-REFRESH_TOKEN_PREFIX = "dyrt_"  # noqa: S105 - a prefix, not a secret
 routes = web.RouteTableDef()
 
 # The error codes docker clients know (distribution registry/api/errcode), by status.
@@ -91,6 +91,7 @@ class RateLimits:
 
 
 RATE_LIMITS = web.AppKey("auth.rate_limits", RateLimits)
+REFRESH_TOKENS = web.AppKey("auth.refresh_tokens", RefreshTokens)
 
 
 @routes.get("/v2/token")
@@ -110,8 +111,8 @@ async def get_token(request: web.Request) -> web.Response:
         issued = await _issue(request, principal, scopes)
         body = _token_body(issued)
         if query.get("offline_token") == "true" and principal.kind != "anonymous":
-            body["refresh_token"] = await _new_refresh_token(
-                request, principal, query.get("client_id", ""))
+            body["refresh_token"] = await request.app[REFRESH_TOKENS].issue(
+                principal, query.get("client_id", ""))
         return _json(body)
     except DyError as exc:
         return _error(exc)
@@ -138,15 +139,12 @@ async def post_token(request: web.Request) -> web.Response:
             principal = await _authenticate(request, fields.get("username", ""),
                                             fields.get("password", ""))
             if fields.get("access_type") == "offline":
-                refresh_token = await _new_refresh_token(request, principal, client_id)
+                refresh_token = await request.app[REFRESH_TOKENS].issue(principal, client_id)
         elif grant_type == "refresh_token":
-            refresh_token = fields.get("refresh_token", "")
-            owner = await request.app[AUTHORITY].store.find_refresh_token(
-                secret_hash(refresh_token))
-            if owner is None:
-                raise Unauthorized("invalid_grant", "unknown or revoked refresh token")
-            principal = await request.app[AUTHENTICATOR].principal_of(owner, "refresh_token")
-            await request.app[RATE_LIMITS].check_account(owner)
+            # The response carries the token that replaces the one presented.
+            principal, refresh_token = await request.app[REFRESH_TOKENS].redeem(
+                fields.get("refresh_token", ""), client_id)
+            await request.app[RATE_LIMITS].check_account(principal.name or "")
         else:
             raise Invalid("unsupported_grant_type", "grant_type must be password or refresh_token")
         issued = await _issue(request, principal, scopes)
@@ -161,7 +159,7 @@ async def post_token(request: web.Request) -> web.Response:
             body["refresh_token"] = refresh_token
         return _json(body)
     except DyError as exc:
-        return _error(exc)
+        return _error(exc, oauth=True)
 
 
 async def _authenticate(request: web.Request, username: str, secret: str) -> Principal:
@@ -198,13 +196,6 @@ def _token_body(issued: tuple[IssuedToken, list[Grant]]) -> dict[str, Any]:
     }
 
 
-async def _new_refresh_token(request: web.Request, principal: Principal, client_id: str) -> str:
-    secret = new_secret(REFRESH_TOKEN_PREFIX)
-    await request.app[AUTHORITY].store.create_refresh_token(
-        secret_hash(secret), principal.name or "", client_id, datetime.now(UTC))
-    return secret
-
-
 def _json(body: dict[str, Any]) -> web.Response:
     # orjson: the token endpoint is the hottest path there is (docker asks per repository).
     return web.Response(body=orjson.dumps(body), content_type="application/json")
@@ -232,12 +223,16 @@ def _rfc3339(epoch: int) -> str:
     return rfc3339(datetime.fromtimestamp(epoch, UTC))
 
 
-def _error(exc: DyError) -> web.Response:
-    body = {
+def _error(exc: DyError, *, oauth: bool = False) -> web.Response:
+    """Dockyard's ``error`` object, or for the OAuth2 POST RFC 6749 §5.2's ``error`` code and
+    ``error_description``; with distribution's ``errors`` list, which docker prints."""
+    body: dict[str, Any] = {
         "error": {"code": exc.code, "message": exc.message},
         "errors": [{"code": _DISTRIBUTION_CODES.get(exc.status, "UNSUPPORTED"),
                     "message": exc.message, "detail": exc.code}],
     }
+    if oauth:
+        body |= {"error": exc.code, "error_description": exc.message}
     response = web.json_response(body, status=exc.status)
     response.headers.update(exc.headers)
     return response

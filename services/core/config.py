@@ -178,6 +178,10 @@ class AuthConfig(_Section):
     # Wrong passwords from one client address in any 10 minutes before it must wait.
     max_failed_logins_per_address: int = Field(default=30, ge=1)
     credential_cache_seconds: float = Field(default=60, ge=0)
+    # A refresh token (docker login's identity token) ends this long after its last use, and
+    # its sign-in this long after it began, whatever its use.
+    refresh_token_sliding_seconds: float = Field(default=30 * 86400, gt=0)
+    refresh_token_absolute_seconds: float = Field(default=90 * 86400, gt=0)
     # How long app tokens and namespace permissions read on the hot paths are reused; changes
     # through this process apply at once, changes by another process (CLI) within this time.
     identity_cache_seconds: float = Field(default=5, ge=0)
@@ -216,6 +220,9 @@ class PortalConfig(_Section):
     # A portal session ends this long after sign-in, or after this long without a request.
     session_ttl_seconds: float = Field(default=12 * 3600, ge=60)
     session_idle_seconds: float = Field(default=2 * 3600, ge=60)
+    # Changing the password in the portal needs the current one, unless the session began
+    # this recently.
+    reauthenticate_seconds: float = Field(default=600, ge=0)
 
 
 class GroupMapping(_Section):

@@ -9,14 +9,15 @@ what was wrong (``Invalid``/``Forbidden`` from the service) and nothing is chang
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from urllib.parse import quote
 
 from aiohttp import web
 
-from services.auth.access import AUTHORITY, IDENTITY
+from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY
 from services.auth.scopes import parse_scopes
 from services.auth.sessions import SignedIn, stash, take_stashed
-from services.core.errors import Forbidden, Invalid, NotFound
+from services.core.errors import Forbidden, Invalid, NotFound, Unauthorized
 from services.core.http import ApiError
 from services.core.reference import is_valid_digest, is_valid_repository, is_valid_tag
 from services.core.registry import ManifestNotFound, RegistryClient, RegistryError
@@ -197,9 +198,30 @@ async def update_profile(request: web.Request) -> web.StreamResponse:
     if password is not None and password != form.get("password_again"):
         raise Invalid("password_mismatch", "The two passwords differ; type the same one twice.")
     email = form.get("email", "").strip() or None
-    await request.app[IDENTITY].update_user(viewer.principal, viewer.user.name, email=email,
-                                            password=password)
+    await request.app[IDENTITY].update_user(
+        viewer.principal, viewer.user.name, email=email, password=password,
+        reauthenticated=password is not None and await _reauthenticated(
+            request, viewer, form.get("current_password", "")))
     raise redirect(request, "/profile", "Profile saved.")
+
+
+async def _reauthenticated(request: web.Request, viewer: SignedIn, current_password: str
+                           ) -> bool:
+    """Whether the viewer signed in a short while ago (``[portal] reauthenticate_seconds``),
+    or typed their current password, which is checked as a sign-in is (failures count
+    towards the lockout)."""
+    window = timedelta(seconds=request.app[CONFIG].portal.reauthenticate_seconds)
+    if viewer.signed_in_within(window):
+        return True
+    if not current_password:
+        return False
+    try:
+        proven = await request.app[AUTHENTICATOR].authenticate(viewer.user.name,
+                                                               current_password)
+    except Unauthorized:
+        raise Forbidden("wrong_password", "Your current password is not that; nothing was"
+                        " changed.") from None
+    return proven.credential == "password"
 
 
 # --- stars ----------------------------------------------------------------------------------

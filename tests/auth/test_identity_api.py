@@ -11,6 +11,7 @@ things use names of their own.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,7 +66,15 @@ class Api:
     def auth(self, who: str) -> str:
         if who == "admin":
             return self.dockyard.client.headers["Authorization"]
+        if who.endswith(WITH_PASSWORD):
+            basic = f"{who.removesuffix(WITH_PASSWORD)}:{PASSWORD}".encode()
+            return f"Basic {base64.b64encode(basic).decode()}"
         return f"Bearer {self.tokens.get(who, who)}"
+
+
+# A caller's name with this suffix calls with HTTP Basic and the password: what managing
+# credentials (a password, new tokens) needs; an application token may not.
+WITH_PASSWORD = "+password"
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +220,7 @@ async def test_people_change_their_own_email_and_password_not_their_flags(api: A
     token = (await api.dockyard.app[IDENTITY].create_token(ADMIN, "pat", "own"))[1]
     api.tokens["pat"] = token
     url, template = "/api/v1/users/pat", "/api/v1/users/{name}"
-    changed = await api.call("pat", "PATCH", url, template,
+    changed = await api.call("pat+password", "PATCH", url, template,
                              {"email": "pat@example.com", "password": "a-new-password"},
                              status=200)
     assert changed.json()["email"] == "pat@example.com"
@@ -223,6 +232,29 @@ async def test_people_change_their_own_email_and_password_not_their_flags(api: A
     async with httpx.AsyncClient(base_url=api.dockyard.url) as client:
         response = await client.get("/api/v1/me", auth=("pat", "a-new-password"))
     assert response.status_code == 200
+
+
+async def test_an_app_token_manages_no_credentials(api: Api) -> None:
+    """A key handed to a machine: it may not change the password nor make more keys (nor
+    refresh tokens that outlive it: test_token_endpoint.py); listing and revoking are fine."""
+    await api.dockyard.app[IDENTITY].create_user(ADMIN, "kim", email="", password=PASSWORD)
+    api.tokens["kim"] = (await api.dockyard.app[IDENTITY].create_token(ADMIN, "kim", "ci"))[1]
+    changed = await api.call("kim", "PATCH", "/api/v1/users/kim", "/api/v1/users/{name}",
+                             {"password": "taken-over-1"}, status=403)
+    assert changed.json()["error"]["code"] == "app_token_not_allowed"
+    url, template = "/api/v1/users/kim/tokens", "/api/v1/users/{name}/tokens"
+    created = await api.call("kim", "POST", url, template, {"label": "more"}, status=403)
+    assert created.json()["error"]["code"] == "app_token_not_allowed"
+    assert [t["label"] for t in (await api.call("kim", "GET", url, template, status=200)
+                                 ).json()["items"]] == ["ci"]
+    async with httpx.AsyncClient(base_url=api.dockyard.url) as client:
+        assert (await client.get("/api/v1/me", auth=("kim", PASSWORD))).status_code == 200
+    # an admin resets another account's password with their own (it ends kim's sessions and
+    # refresh tokens, not kim's application tokens)
+    await api.call("admin", "PATCH", "/api/v1/users/kim", "/api/v1/users/{name}",
+                   {"password": "reset-by-admin-1"}, status=200)
+    await api.call("kim", "DELETE", f"{url}/ci", "/api/v1/users/{name}/tokens/{label}",
+                   status=204)
 
 
 async def test_a_disabled_account_is_shut_out_until_enabled(api: Api) -> None:
@@ -416,7 +448,7 @@ async def test_a_private_namespace_is_invisible_to_outsiders(api: Api) -> None:
 async def test_a_token_secret_is_shown_once_and_works_until_revoked(api: Api) -> None:
     url, template = "/api/v1/users/carl/tokens", "/api/v1/users/{name}/tokens"
     expires = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    created = await api.call("carl", "POST", url, template,
+    created = await api.call("carl+password", "POST", url, template,
                              {"label": "laptop", "expires_at": expires}, status=201)
     secret = created.json()["secret"]
     assert created.json()["label"] == "laptop"
@@ -432,7 +464,7 @@ async def test_a_token_secret_is_shown_once_and_works_until_revoked(api: Api) ->
     assert laptop["last_used_at"] is not None
     assert listed.json()["next"] is None
 
-    await api.call("carl", "POST", url, template, {"label": "laptop"}, status=409)
+    await api.call("carl+password", "POST", url, template, {"label": "laptop"}, status=409)
     revoke = "/api/v1/users/{name}/tokens/{label}"
     await api.call("carl", "DELETE", f"{url}/laptop", revoke, status=204)
     await api.call(secret, "GET", "/api/v1/me", "/api/v1/me", status=401)
@@ -443,7 +475,7 @@ async def test_a_token_secret_is_shown_once_and_works_until_revoked(api: Api) ->
 
 async def test_a_label_with_a_slash_is_revoked_through_its_encoded_path(api: Api) -> None:
     url, template = "/api/v1/users/carl/tokens", "/api/v1/users/{name}/tokens"
-    await api.call("carl", "POST", url, template, {"label": "ci/deploy"}, status=201)
+    await api.call("carl+password", "POST", url, template, {"label": "ci/deploy"}, status=201)
     await api.call("carl", "DELETE", f"{url}/ci%2Fdeploy", "/api/v1/users/{name}/tokens/{label}",
                    status=204)
 
@@ -460,7 +492,7 @@ async def test_bad_token_requests_create_nothing(
     api: Api, body: dict[str, Any], code: str
 ) -> None:
     url, template = "/api/v1/users/otto/tokens", "/api/v1/users/{name}/tokens"
-    response = await api.call("otto", "POST", url, template, body, status=400)
+    response = await api.call("otto+password", "POST", url, template, body, status=400)
     assert response.json()["error"]["code"] == code
     listed = await api.call("otto", "GET", url, template, status=200)
     assert body.get("label") not in {t["label"] for t in listed.json()["items"]}
@@ -473,11 +505,11 @@ async def test_tokens_belong_to_their_account_and_team_owners_of_bots(api: Api) 
         listed = await api.call("otto", "GET", f"/api/v1/users/{name}/tokens", template,
                                 status=404)
         assert listed.json()["error"]["code"] == "user_not_found"
-        await api.call("otto", "POST", f"/api/v1/users/{name}/tokens", template,
+        await api.call("otto+password", "POST", f"/api/v1/users/{name}/tokens", template,
                        {"label": "mine"}, status=404)
     await api.call("admin", "GET", "/api/v1/users/nobody/tokens", template, status=404)
-    created = await api.call("olivia", "POST", "/api/v1/users/robot/tokens", template,
-                             {"label": "deploy"}, status=201)
+    created = await api.call("olivia+password", "POST", "/api/v1/users/robot/tokens",
+                             template, {"label": "deploy"}, status=201)
     me = await api.call(created.json()["secret"], "GET", "/api/v1/me", "/api/v1/me",
                         status=200)
     assert me.json()["name"] == "robot"
@@ -489,7 +521,7 @@ async def test_tokens_belong_to_their_account_and_team_owners_of_bots(api: Api) 
 
 async def test_token_activity_names_the_label_never_the_secret(api: Api) -> None:
     url, template = "/api/v1/users/otto/tokens", "/api/v1/users/{name}/tokens"
-    secret = (await api.call("otto", "POST", url, template, {"label": "audited"},
+    secret = (await api.call("otto+password", "POST", url, template, {"label": "audited"},
                              status=201)).json()["secret"]
     found = await eventually(
         lambda: api.call("admin", "GET", "/api/v1/activities?type=token.create&limit=500",

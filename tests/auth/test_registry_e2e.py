@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import jwt
 import pytest
 import pytest_asyncio
@@ -515,6 +516,48 @@ async def test_disabling_a_user_stops_their_password_and_tokens(
         await pull(world, creds, repository, "seed", tmp_path / f"{label}2", allowed=False)
         await push(world, creds, "private-push-contributor", repository, f"leaver-{label}",
                    allowed=False)
+
+
+async def docker_pull_manifest(client: httpx.AsyncClient, world: World, repository: str,
+                               identity_token: str) -> tuple[int, str]:
+    """What the docker daemon does with the identity token of ``docker login``: the registry's
+    challenge, then the OAuth2 refresh grant at its realm (distribution's
+    registry/client/auth/session.go), then the manifest with the access token. Returns the
+    manifest's status and the refresh grant's error code ("" when it succeeded)."""
+    url = f"http://{world.registry.host}/v2/{repository}/manifests/seed"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    challenge = await client.get(url, headers=accept)
+    assert challenge.status_code == 401
+    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge.headers["WWW-Authenticate"]))
+    grant = await client.post(params["realm"], data={
+        "grant_type": "refresh_token", "refresh_token": identity_token, "client_id": "docker",
+        "service": params["service"], "scope": params["scope"]})
+    if grant.status_code != 200:
+        return 401, grant.json()["error"]
+    manifest = await client.get(url, headers={
+        **accept, "Authorization": f"Bearer {grant.json()['access_token']}"})
+    return manifest.status_code, ""
+
+
+async def test_a_docker_login_identity_token_through_the_registry(world: World) -> None:
+    """docker login keeps a refresh token instead of the password and presents that same
+    token for every pull and push (it never stores the rotated one): it goes on working
+    through the registry until the password changes."""
+    identity = world.dockyard.app[IDENTITY]
+    await identity.create_user(ADMIN, "docker-user", email="d@example.test", password=PASSWORD)
+    await identity.set_member(ADMIN, TEAM, "docker-user", "viewer")
+    repository = team_repository("private")
+    async with httpx.AsyncClient(timeout=30) as client:
+        login = await client.get(f"{world.dockyard.url}/v2/token", auth=(
+            "docker-user", PASSWORD), params={"offline_token": "true", "client_id": "docker",
+                                              "service": world.dockyard.config.auth.service})
+        identity_token = login.json()["refresh_token"]
+        for _ in range(3):
+            assert await docker_pull_manifest(client, world, repository, identity_token) == (
+                200, "")
+        await identity.change_password(ADMIN, "docker-user", "another-password-1")
+        assert await docker_pull_manifest(client, world, repository, identity_token) == (
+            401, "invalid_grant")
 
 
 # the policy switches ---------------------------------------------------------------------

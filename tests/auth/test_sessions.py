@@ -78,7 +78,9 @@ def _id(n: int) -> bytes:
 async def test_a_session_reads_back_as_stored(store: SessionStore) -> None:
     await store.create(_id(1), _session())
     assert await store.get(_id(1)) == _session()
-    assert await store.get(_id(2)) is None
+    await store.create(_id(2), replace(_session("bob"), credential_epoch=7))
+    assert await store.get(_id(2)) == replace(_session("bob"), credential_epoch=7)
+    assert await store.get(_id(3)) is None
 
 
 async def test_touch_moves_last_seen_and_expiry(store: SessionStore) -> None:
@@ -169,6 +171,19 @@ async def test_a_disabled_account_loses_its_sessions(
     assert await service.resume(first) is None
     await accounts.update_user("alice", enabled=True)
     assert await service.resume(second) is None  # deleted with the first, not merely refused
+
+
+async def test_a_session_ends_when_the_credential_epoch_moves_on(
+        sessions: tuple[Sessions, SqliteAuthStore]) -> None:
+    service, accounts = sessions
+    first, started = await service.start("alice", "password")
+    assert started.credential_epoch == 0
+    await accounts.update_user("alice", bump_epoch=True)
+    second, later = await service.start("alice", "password")
+    assert later.credential_epoch == 1
+    assert await service.resume(first) is None
+    assert await service.store.get(hashlib.sha256(first.encode()).digest()) is None
+    assert await service.resume(second) is not None
 
 
 async def test_an_expired_session_is_gone(sessions: tuple[Sessions, SqliteAuthStore]) -> None:

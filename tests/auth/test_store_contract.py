@@ -12,6 +12,7 @@ import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, closing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,10 +20,11 @@ import pytest
 
 from services.auth.adapters.mongo import MongoAuthStore
 from services.auth.adapters.sqlite import MIGRATIONS, SqliteAuthStore
-from services.auth.models import AppToken, LoginState, Namespace, Team, User
+from services.auth.models import AppToken, LoginState, Namespace, RefreshToken, Team, User
 from services.auth.ports import AUTH_RECORDS, AuthStore
 from services.core.dump import check
 from services.core.errors import Conflict, NotFound
+from services.core.sqlite import Database
 from tests.support.mongo import own_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -179,6 +181,36 @@ async def test_update_user_changes_only_what_is_given(store: AuthStore) -> None:
     with pytest.raises(NotFound) as missing:
         await store.update_user("nobody", email="x@example.com")
     assert missing.value.code == "user_not_found"
+
+
+async def test_bump_epoch_increments_the_credential_epoch_with_the_change(
+        store: AuthStore) -> None:
+    await store.create_user(person("alice"), HASH)
+    assert (await store.update_user("alice")).credential_epoch == 0
+    updated = await store.update_user("alice", password_hash="new-hash", bump_epoch=True)
+    assert updated.credential_epoch == 1
+    assert (await store.update_user("alice", bump_epoch=True)).credential_epoch == 2
+    assert await store.get_user("alice") == (replace(updated, credential_epoch=2), "new-hash")
+    assert (await store.update_user("alice", email="a@new.example")).credential_epoch == 2
+    with pytest.raises(NotFound):
+        await store.update_user("nobody", bump_epoch=True)
+
+
+async def test_an_auth_db_from_before_epochs_upgrades_to_epoch_0(tmp_path: Path) -> None:
+    old = Database(tmp_path / "auth.db", MIGRATIONS[:1])
+    await old.open()
+    await old.write(lambda conn: conn.execute(
+        "INSERT INTO users (name, email, kind, password_hash, admin, enabled, created_at)"
+        " VALUES ('alice', 'a@example.com', 'user', 'h', 0, 1, 0)"))
+    await old.close()
+    store = SqliteAuthStore(tmp_path / "auth.db")
+    await store.open()
+    try:
+        assert await store.get_user("alice") == (
+            User("alice", "a@example.com", admin=False, enabled=True, credential_epoch=0), "h")
+        assert (await store.update_user("alice", bump_epoch=True)).credential_epoch == 1
+    finally:
+        await store.close()
 
 
 async def test_login_state_is_compare_and_set(store: AuthStore) -> None:
@@ -347,18 +379,75 @@ async def test_a_label_names_one_live_token(store: AuthStore) -> None:
     assert await store.list_app_tokens("nobody") == []
 
 
-async def test_refresh_tokens(store: AuthStore) -> None:
+def refresh(user: str, family: str, generation: int = 0, *, client_id: str = "docker",
+            credential: str = "password") -> RefreshToken:
+    return RefreshToken(family, generation, user, client_id, credential, 0,
+                        T0 + timedelta(minutes=generation), T0 + timedelta(days=90))
+
+
+async def test_refresh_tokens_are_found_by_their_hash_with_the_account(
+        store: AuthStore) -> None:
+    await store.create_user(person("alice"), HASH)
+    await store.update_user("alice", bump_epoch=True)
+    token = replace(refresh("alice", "f1"), last_used_at=T0 + timedelta(hours=1))
+    await store.create_refresh_token(token, b"\x01" * 32)
+    found = await store.find_refresh_token(b"\x01" * 32)
+    assert found is not None
+    assert found[0] == token
+    assert (found[1].name, found[1].credential_epoch) == ("alice", 1)
+    assert await store.find_refresh_token(b"\x09" * 32) is None
+
+
+async def test_rotation_keeps_the_presented_token_and_ends_the_rest_of_its_family(
+        store: AuthStore) -> None:
+    await store.create_user(person("alice"), HASH)
+    await store.create_refresh_token(refresh("alice", "f1"), b"\x01" * 32)
+    await store.create_refresh_token(refresh("alice", "f2"), b"\x09" * 32)
+    at = T0 + timedelta(hours=1)
+    assert await store.rotate_refresh_token(b"\x01" * 32, refresh("alice", "f1", 1),
+                                            b"\x02" * 32, at)
+    # presented again before its successor was used: the unused successor ends
+    assert await store.rotate_refresh_token(b"\x01" * 32, refresh("alice", "f1", 2),
+                                            b"\x03" * 32, at)
+    # the successor used: the token presented before ends
+    assert await store.rotate_refresh_token(b"\x03" * 32, refresh("alice", "f1", 3),
+                                            b"\x04" * 32, at)
+    live = {}
+    for n in range(1, 5):
+        found = await store.find_refresh_token(bytes([n]) * 32)
+        assert found is not None
+        live[n] = not found[0].revoked
+    assert live == {1: False, 2: False, 3: True, 4: True}
+    used = await store.find_refresh_token(b"\x03" * 32)
+    assert used is not None
+    assert used[0].last_used_at == at
+    # an ended token does not rotate, and nothing changes
+    assert not await store.rotate_refresh_token(b"\x01" * 32, refresh("alice", "f1", 9),
+                                                b"\x05" * 32, at)
+    assert await store.find_refresh_token(b"\x05" * 32) is None
+    other = await store.find_refresh_token(b"\x09" * 32)
+    assert other is not None
+    assert not other[0].revoked  # other families are not touched
+
+
+async def test_refresh_tokens_are_revoked_by_family_and_by_credential(
+        store: AuthStore) -> None:
     await store.create_user(person("alice"), HASH)
     await store.create_user(person("bob"), HASH)
-    await store.create_refresh_token(b"\x01" * 32, "alice", "docker", T0)
-    await store.create_refresh_token(b"\x02" * 32, "alice", "skopeo", T0)
-    await store.create_refresh_token(b"\x03" * 32, "bob", "docker", T0)
-    assert await store.find_refresh_token(b"\x01" * 32) == "alice"
-    assert await store.find_refresh_token(b"\x09" * 32) is None
-    assert await store.revoke_refresh_tokens("alice") == 2
-    assert await store.revoke_refresh_tokens("alice") == 0
-    assert await store.find_refresh_token(b"\x01" * 32) is None
-    assert await store.find_refresh_token(b"\x03" * 32) == "bob"
+    await store.create_refresh_token(refresh("alice", "f1"), b"\x01" * 32)
+    await store.create_refresh_token(refresh("alice", "f1", 1), b"\x02" * 32)
+    await store.create_refresh_token(refresh("alice", "f2", credential="tok1"), b"\x03" * 32)
+    await store.create_refresh_token(refresh("bob", "f3", credential="tok1"), b"\x04" * 32)
+    assert await store.revoke_refresh_family("f1") == 2
+    assert await store.revoke_refresh_family("f1") == 0
+    assert await store.revoke_refresh_tokens("alice", "tok1") == 1
+    assert await store.revoke_refresh_tokens("alice", "tok1") == 0
+    revoked = {}
+    for n in range(1, 5):
+        found = await store.find_refresh_token(bytes([n]) * 32)
+        assert found is not None
+        revoked[n] = found[0].revoked
+    assert revoked == {1: True, 2: True, 3: True, 4: False}
 
 
 # -- export and import -----------------------------------------------------------------------
@@ -381,7 +470,8 @@ async def test_a_dump_loads_into_an_empty_store_as_it_was(stores: StoreFactory) 
     for account in ("olivia", "carl", None):
         assert await second.namespaces(account) == await first.namespaces(account)
     assert await second.find_app_token(b"\x01" * 32) == await first.find_app_token(b"\x01" * 32)
-    assert await second.find_refresh_token(b"\x02" * 32) == "carl"
+    assert await second.find_refresh_token(b"\x02" * 32) == await first.find_refresh_token(
+        b"\x02" * 32)
     assert await second.get_user("carl") == await first.get_user("carl")
     assert await second.get_user("deployer") == await first.get_user("deployer")
 
@@ -397,5 +487,9 @@ async def store_everything(store: AuthStore) -> None:
     await store.create_app_token(app_token("carl", "ci"), b"\x01" * 32)
     await store.create_app_token(app_token("robot", "x", expires=T0), b"\x03" * 32)
     await store.revoke_app_token("robot", "x")
-    await store.create_refresh_token(b"\x02" * 32, "carl", "docker", T0)
+    await store.create_refresh_token(refresh("carl", "f1", credential="tok-carl-ci-1"),
+                                     b"\x02" * 32)
+    await store.create_refresh_token(replace(refresh("carl", "f1", 1), revoked=True,
+                                             last_used_at=T0), b"\x04" * 32)
     await store.set_login_state("carl", LoginState(1, T0), expected=None)
+    await store.update_user("carl", bump_epoch=True)

@@ -174,16 +174,25 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 
 def error_code(response: httpx.Response) -> str:
-    """Dockyard's ``error.code``, once both error shapes are checked: ``error`` and
+    """The error's code, once both error shapes are checked: Dockyard's ``error`` object (GET)
+    or RFC 6749 §5.2's ``error`` and ``error_description`` (the OAuth2 POST), and
     distribution's ``errors`` list (which the docker CLI prints), with the same message."""
-    body = response.json()
-    assert body["error"]["message"]
+    (code, message), body = error_of(response), response.json()
+    assert message
     (first,) = body["errors"]
-    assert first["message"] == body["error"]["message"]
+    assert first["message"] == message
     assert first["code"]
     assert first["code"] == first["code"].upper()
-    code: str = body["error"]["code"]
     return code
+
+
+def error_of(response: httpx.Response) -> tuple[str, str]:
+    """``(code, message)`` of either error shape, the OAuth2 one for POSTs only."""
+    body = response.json()
+    if response.request.method == "POST":
+        assert isinstance(body["error"], str), body
+        return body["error"], body["error_description"]
+    return body["error"]["code"], body["error"]["message"]
 
 
 def distribution_code(response: httpx.Response) -> str:
@@ -649,6 +658,25 @@ async def test_an_app_token_on_the_api(world):
 
 # refresh tokens ----------------------------------------------------------------------------
 
+async def docker_login(world: World, name: str = "carl", **params: str) -> str:
+    """The refresh token ``docker login`` gets (and keeps as its identity token)."""
+    response = await world.get(auth=login(name), offline_token="true", client_id="docker",
+                               **params)
+    assert response.status_code == 200, response.text
+    secret: str = response.json()["refresh_token"]
+    return secret
+
+
+async def refreshed(world: World, refresh_token: str, **form: str) -> httpx.Response:
+    return await world.post(grant_type="refresh_token", refresh_token=refresh_token, **form)
+
+
+async def assert_invalid_grant(response: httpx.Response, says: str = "") -> None:
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "invalid_grant"
+    assert says in error_of(response)[1]
+
+
 async def test_the_refresh_flow(world):
     first = await world.get("repository:team/app:pull", auth=login("carl"),
                             offline_token="true", client_id="docker")
@@ -656,20 +684,66 @@ async def test_the_refresh_flow(world):
     refresh_token = first.json()["refresh_token"]
     assert refresh_token not in {PASSWORDS["carl"], first.json()["token"]}
 
-    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token,
-                                scope="repository:team/app:pull,push repository:team/x:delete")
+    response = await refreshed(world, refresh_token,
+                               scope="repository:team/app:pull,push repository:team/x:delete")
 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["expires_in"] == TTL
     assert RFC3339_UTC.fullmatch(body["issued_at"])
     assert body["scope"] == "repository:team/app:pull,push"  # what was granted
-    assert body["refresh_token"] == refresh_token
+    # rotated: the answer carries the token that replaces the one presented
+    assert body["refresh_token"].startswith("dyrt_")
+    assert body["refresh_token"] != refresh_token
     claims = unverified(body["access_token"])
     assert claims["sub"] == "carl"
     assert claims["aud"] == world.service
     assert claims["access"] == [
         {"type": "repository", "name": "team/app", "actions": ["pull", "push"]}]
+
+
+async def test_a_client_that_keeps_its_first_token_goes_on_like_docker(world):
+    """The docker daemon presents the token of docker login every time (it stores no rotated
+    one): that stays valid as long as none of its successors is used."""
+    identity_token = await docker_login(world)
+    for _ in range(3):
+        response = await refreshed(world, identity_token, scope="repository:team/app:pull")
+        assert response.status_code == 200, response.text
+        assert unverified(response.json()["access_token"])["sub"] == "carl"
+
+
+async def test_a_rotating_client_ends_each_token_it_replaced(world):
+    first = await docker_login(world)
+    second = (await refreshed(world, first)).json()["refresh_token"]
+    third = (await refreshed(world, second)).json()["refresh_token"]  # the successor used
+    assert (await refreshed(world, third)).status_code == 200
+
+
+async def test_a_reused_refresh_token_revokes_its_whole_family(world):
+    """A thief and the owner both using one sign-in: the first to present an ended token
+    ends the family for both; other sign-ins are not touched."""
+    stolen = await docker_login(world)
+    other_login = await docker_login(world)
+    owners = (await refreshed(world, stolen)).json()["refresh_token"]
+    newest = (await refreshed(world, owners)).json()["refresh_token"]  # ``stolen`` ends
+    await assert_invalid_grant(await refreshed(world, stolen), "already exchanged")
+    for token in (owners, newest):
+        await assert_invalid_grant(await refreshed(world, token))
+    assert (await refreshed(world, other_login)).status_code == 200
+
+
+async def test_a_refresh_token_is_for_the_client_it_was_issued_to(world):
+    refresh_token = await docker_login(world)
+    await assert_invalid_grant(await refreshed(world, refresh_token, client_id="skopeo"),
+                               "another client")
+    assert (await refreshed(world, refresh_token)).status_code == 200
+
+
+async def test_offline_tokens_need_a_client_id(world):
+    response = await world.get(auth=login("carl"), offline_token="true")
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+    assert "client_id" in error_of(response)[1]
 
 
 async def test_no_refresh_token_unless_asked(world):
@@ -680,30 +754,73 @@ async def test_no_refresh_token_unless_asked(world):
 
 
 async def test_refresh_is_refused_once_the_user_is_disabled(world):
-    refresh_token = (await world.get(auth=login("carl"), offline_token="true",
-                                     client_id="docker")).json()["refresh_token"]
+    refresh_token = await docker_login(world)
     await world.identity.set_enabled(ADMIN, "carl", enabled=False)
-    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token)
-    assert response.status_code == 401
+    await assert_invalid_grant(await refreshed(world, refresh_token), "disabled")
     await world.identity.set_enabled(ADMIN, "carl", enabled=True)
-    # disabling revoked it for good
-    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token)
-    assert response.status_code == 401
+    # disabling ended it for good
+    await assert_invalid_grant(await refreshed(world, refresh_token), "credentials changed")
 
 
-async def test_a_password_change_revokes_refresh_tokens(world):
-    refresh_token = (await world.get(auth=login("carl"), offline_token="true",
-                                     client_id="docker")).json()["refresh_token"]
-    await world.identity.change_password(ADMIN, "carl", "a-brand-new-password")
-    response = await world.post(grant_type="refresh_token", refresh_token=refresh_token)
-    assert response.status_code == 401
-    assert error_code(response) == "invalid_grant"
+@pytest.mark.parametrize("change", ["password", "demotion", "sign-out"])
+async def test_credential_changes_end_refresh_tokens(world, change):
+    await world.identity.set_admin(ADMIN, "carl", admin=True)
+    refresh_token = await docker_login(world)
+    if change == "password":
+        await world.identity.change_password(ADMIN, "carl", "a-brand-new-password")
+    elif change == "demotion":
+        await world.identity.set_admin(ADMIN, "carl", admin=False)
+    else:
+        await world.identity.sign_out_everywhere(ADMIN, "carl")
+    await assert_invalid_grant(await refreshed(world, refresh_token), "credentials changed")
+
+
+async def test_a_lockout_ends_refresh_tokens(tmp_path):
+    async with world_of(tmp_path, auth_max_failed_logins="3") as world:
+        refresh_token = await docker_login(world)
+        for _ in range(3):
+            await assert_401(await world.get(auth=("carl", "wrong")))
+        await assert_invalid_grant(await refreshed(world, refresh_token), "credentials changed")
+
+
+async def test_refresh_tokens_minted_with_an_app_token_end_with_it(world):
+    from_token = (await world.post(grant_type="password", username="alice",
+                                   password=world.alice_token, access_type="offline")
+                  ).json()["refresh_token"]
+    from_password = await docker_login(world, "alice")
+    rotated = (await refreshed(world, from_token)).json()["refresh_token"]
+    await world.identity.revoke_token(ADMIN, "alice", "laptop")
+    for token in (from_token, rotated):
+        await assert_invalid_grant(await refreshed(world, token))
+    assert (await refreshed(world, from_password)).status_code == 200
+
+
+async def test_refresh_tokens_expire(tmp_path):
+    async with world_of(tmp_path, auth_refresh_token_sliding_seconds="2",
+                        auth_refresh_token_absolute_seconds="4") as world:
+        unused = await docker_login(world)
+        used = await docker_login(world)
+        await asyncio.sleep(1.5)
+        assert (await refreshed(world, used)).status_code == 200  # slides on
+        await asyncio.sleep(1)
+        await assert_invalid_grant(await refreshed(world, unused), "expired unused")
+        assert (await refreshed(world, used)).status_code == 200
+        await asyncio.sleep(1.6)
+        await assert_invalid_grant(await refreshed(world, used), "has expired")
+
+
+async def test_an_app_tokens_refresh_tokens_do_not_outlive_it(world):
+    _, secret = await world.identity.create_token(
+        ADMIN, "bob", "short", expires_at=datetime.now(UTC) + timedelta(seconds=1.5))
+    refresh_token = (await world.post(grant_type="password", username="bob", password=secret,
+                                      access_type="offline")).json()["refresh_token"]
+    await asyncio.sleep(1.6)
+    await assert_invalid_grant(await refreshed(world, refresh_token), "has expired")
 
 
 async def test_an_unknown_refresh_token(world):
     for secret in ("dyrt_unknown", "", world.alice_token):
-        response = await world.post(grant_type="refresh_token", refresh_token=secret)
-        assert response.status_code == 401, secret
+        await assert_invalid_grant(await refreshed(world, secret), "unknown")
 
 
 async def test_the_password_grant(world):
@@ -736,7 +853,7 @@ async def test_oauth_requests_need_a_client_id(world):
                                 password=PASSWORDS["olivia"])
     assert response.status_code == 400
     assert error_code(response) == "invalid_request"
-    assert "client_id" in response.json()["error"]["message"]
+    assert "client_id" in error_of(response)[1]
 
 
 @pytest.mark.parametrize("grant_type", ["client_credentials", "authorization_code", ""])
@@ -917,6 +1034,21 @@ async def test_disabling_invalidates_the_cache(world, verifications):
     assert (await world.get(auth=login("vera"))).status_code == 200
     # the refused attempt was verified (a disabled account is told so only once its password
     # checks out), and the first login after re-enabling is verified anew
+    assert verifications == [PASSWORDS["vera"]] * 3
+
+
+async def test_signing_out_everywhere_and_demotion_invalidate_the_cache(world, verifications):
+    """Both increment the credential epoch, which the cached verification is keyed on."""
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    response = await world.client.delete("/api/v1/users/vera/sessions", auth=login("vera"))
+    assert response.status_code == 204, response.text
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    assert verifications == [PASSWORDS["vera"]] * 2
+
+    await world.identity.set_admin(ADMIN, "vera", admin=True)
+    assert (await world.get(auth=login("vera"))).status_code == 200
+    await world.identity.set_admin(ADMIN, "vera", admin=False)
+    assert (await world.get(auth=login("vera"))).status_code == 200
     assert verifications == [PASSWORDS["vera"]] * 3
 
 

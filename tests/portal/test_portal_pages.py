@@ -26,6 +26,7 @@ from services.ingest.models import PutManifest, PutTag
 from services.scanner.api import SCAN_STORE
 from services.scanner.models import Distribution, Finding, Inventory, Package, Severity
 from services.search.api import SEARCH_INDEX
+from services.server import build_app
 from tests.portal.conftest import (
     ADMIN,
     DIGEST_A,
@@ -143,6 +144,69 @@ async def test_disabling_an_account_signs_it_out(
         assert response.status == 303
     users = await app[IDENTITY].users(ADMIN, after=None, limit=10)
     assert not next(u for u in users if u.name == "alice").enabled
+
+
+async def test_a_password_change_demotion_or_signing_out_everywhere_ends_sessions(
+        server: TestServer, app: web.Application) -> None:
+    """Each moves the account's credential epoch on; its sessions end at their next request,
+    in every browser (not the session of the admin who made the change)."""
+    await make_user(app, "alice", admin=True)
+    identity = app[IDENTITY]
+    changes = [
+        lambda: identity.set_admin(ADMIN, "alice", admin=False),
+        lambda: identity.change_password(ADMIN, "alice", PASSWORD),
+        lambda: identity.sign_out_everywhere(ADMIN, "alice"),
+    ]
+    for change in changes:
+        async with browser(server) as alice, browser(server) as other:
+            await sign_in(alice, "alice", PASSWORD)
+            await sign_in(other, "alice", PASSWORD)
+            assert (await alice.get("/tokens")).status == 200
+            await change()
+            for client in (alice, other):
+                response = await client.get("/tokens", allow_redirects=False)
+                assert response.status == 303, change
+                assert response.headers["Location"].startswith("/login")
+            await sign_in(alice, "alice", PASSWORD)  # a new session is of the new epoch
+            assert (await alice.get("/tokens", allow_redirects=False)).status == 200
+
+
+async def test_a_new_password_needs_the_current_one_once_the_sign_in_is_not_recent(
+        tmp_path: Path) -> None:
+    """[portal] reauthenticate_seconds = 0: no sign-in is recent enough."""
+    config = await asyncio.to_thread(  # initialised runs an event loop of its own
+        initialised, tmp_path / "data", f"http://127.0.0.1:{free_port()}",
+        sync_interval_seconds="0", portal_reauthenticate_seconds="0")
+    server = TestServer(build_app(config))
+    await server.start_server()
+    try:
+        app = server.app
+        await make_user(app, "alice")
+        async with browser(server) as alice:
+            await sign_in(alice, "alice", PASSWORD)
+            new = {"password": "a-new-password-1", "password_again": "a-new-password-1"}
+            for current, says in (("", "type your current password"),
+                                  ("wrong-password", "current password is not that")):
+                status, page = await form_post(alice, "/profile", "/profile",
+                                               {**new, "current_password": current})
+                assert (status, says in page) == (403, True), page
+            assert (await app[AUTHENTICATOR].authenticate("alice", PASSWORD)).name == "alice"
+            status, page = await form_post(alice, "/profile", "/profile",
+                                           {**new, "current_password": PASSWORD})
+            assert status == 200, page
+            assert (await app[AUTHENTICATOR].authenticate("alice", "a-new-password-1")).name
+    finally:
+        await server.close()
+
+
+async def test_a_recent_sign_in_changes_the_password_without_the_current_one(
+        anonymous: ClientSession, app: web.Application) -> None:
+    await make_user(app, "alice")
+    await sign_in(anonymous, "alice", PASSWORD)
+    status, page = await form_post(anonymous, "/profile", "/profile", {
+        "password": "a-new-password-1", "password_again": "a-new-password-1"})
+    assert status == 200, page
+    assert (await app[AUTHENTICATOR].authenticate("alice", "a-new-password-1")).name == "alice"
 
 
 # CSRF -----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.auth.models import AppToken, LoginState, Member, Namespace, Team, User
+from services.auth.models import AppToken, LoginState, Member, Namespace, RefreshToken, Team, User
 from services.auth.policy import Role, Visibility
 from services.auth.ports import NamespaceRecord
 from services.core.dump import Dumped
@@ -40,7 +40,7 @@ __all__ = ["MongoAuthStore"]
 _DUMPED = {
     "user": DumpedCollection("auth_users", "name", (
         "email", "kind", "password_hash", "admin", "enabled", "failed_logins", "locked_until",
-        "created_at", "owner_team")),
+        "credential_epoch", "created_at", "owner_team")),
     "team": DumpedCollection("auth_teams", "name", ("description", "created_at")),
     "member": DumpedCollection("auth_members", None, ("team", "user", "role")),
     "namespace": DumpedCollection("auth_namespaces", "name", (
@@ -49,7 +49,9 @@ _DUMPED = {
         "secret_hash", "user", "label", "created_at", "expires_at", "last_used_at",
         "revoked_at"), blobs=frozenset({"secret_hash"})),
     "refresh_token": DumpedCollection("auth_refresh_tokens", "secret_hash", (
-        "user", "client_id", "created_at", "revoked_at"), blobs=frozenset({"secret_hash"})),
+        "family", "generation", "user", "client_id", "credential", "credential_epoch",
+        "created_at", "expires_at", "last_used_at", "revoked_at"),
+        blobs=frozenset({"secret_hash"})),
 }
 
 # The global namespace (repositories without "/"), present from the start as in SQLite.
@@ -70,7 +72,8 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _user(doc: Document) -> User:
     return User(doc["_id"], doc["email"], bool(doc["admin"]), bool(doc["enabled"]), doc["kind"],
-                doc.get("failed_logins", 0), _ts(doc.get("locked_until")), doc.get("owner_team"))
+                doc.get("failed_logins", 0), _ts(doc.get("locked_until")), doc.get("owner_team"),
+                doc.get("credential_epoch", 0))
 
 
 def _namespace(doc: Document) -> Namespace:
@@ -82,6 +85,24 @@ def _token(doc: Document) -> AppToken:
     return AppToken(doc["_id"], doc["user"], doc["label"],
                     datetime.fromtimestamp(doc["created_at"], UTC), _ts(doc.get("expires_at")),
                     _ts(doc.get("last_used_at")), doc.get("revoked_at") is not None)
+
+
+def _refresh_token(doc: Document) -> RefreshToken:
+    return RefreshToken(doc["family"], doc["generation"], doc["user"], doc["client_id"],
+                        doc["credential"], doc["credential_epoch"],
+                        datetime.fromtimestamp(doc["created_at"], UTC),
+                        datetime.fromtimestamp(doc["expires_at"], UTC),
+                        _ts(doc.get("last_used_at")), doc.get("revoked_at") is not None)
+
+
+def _refresh_document(token: RefreshToken, secret_hash: bytes) -> Document:
+    return {
+        "_id": secret_hash, "family": token.family, "generation": token.generation,
+        "user": token.user, "client_id": token.client_id, "credential": token.credential,
+        "credential_epoch": token.credential_epoch, "created_at": token.created_at.timestamp(),
+        "expires_at": token.expires_at.timestamp(), "last_used_at": _epoch(token.last_used_at),
+        "revoked_at": time.time() if token.revoked else None,
+    }
 
 
 class MongoAuthStore:
@@ -108,7 +129,15 @@ class MongoAuthStore:
                        partialFilterExpression={"live": True}, name="live_label"),
             IndexModel([("user", ASCENDING), ("created_at", ASCENDING)]),
         ])
-        await self._refresh_tokens.create_indexes([IndexModel([("user", ASCENDING)])])
+        await self._refresh_tokens.create_indexes([
+            IndexModel([("family", ASCENDING)]),
+            IndexModel([("user", ASCENDING), ("credential", ASCENDING)]),
+        ])
+        # Refresh tokens from before families were bound to nothing: they end (as in SQLite).
+        await self._refresh_tokens.delete_many({"family": {"$exists": False}})
+        # Accounts written before credential epochs existed are in epoch 0 (as in SQLite).
+        await self._users.update_many({"credential_epoch": {"$exists": False}},
+                                      {"$set": {"credential_epoch": 0}})
         await self._namespaces.update_one(
             {"_id": ""}, {"$setOnInsert": _GLOBAL_NAMESPACE}, upsert=True)
 
@@ -131,8 +160,8 @@ class MongoAuthStore:
                 await self._users.insert_one({
                     "_id": user.name, "email": user.email, "kind": user.kind,
                     "password_hash": password_hash, "admin": user.admin, "enabled": user.enabled,
-                    "failed_logins": 0, "locked_until": None, "created_at": now,
-                    "owner_team": user.owner_team,
+                    "failed_logins": 0, "locked_until": None, "credential_epoch": 0,
+                    "created_at": now, "owner_team": user.owner_team,
                 }, session=session)
             except DuplicateKeyError:
                 raise Conflict("name_taken", f"an account is already called {user.name!r}") \
@@ -161,12 +190,18 @@ class MongoAuthStore:
         admin: bool | None = None,
         enabled: bool | None = None,
         password_hash: str | None = None,
+        bump_epoch: bool = False,
     ) -> User:
-        changes = {k: v for k, v in (("email", email), ("admin", admin), ("enabled", enabled),
-                                     ("password_hash", password_hash)) if v is not None}
-        if changes:
+        changes: Document = {k: v for k, v in (("email", email), ("admin", admin),
+                                               ("enabled", enabled),
+                                               ("password_hash", password_hash))
+                             if v is not None}
+        update: Document = {"$set": changes} if changes else {}
+        if bump_epoch:
+            update["$inc"] = {"credential_epoch": 1}
+        if update:
             doc = await self._users.find_one_and_update(
-                {"_id": name}, {"$set": changes}, return_document=ReturnDocument.AFTER)
+                {"_id": name}, update, return_document=ReturnDocument.AFTER)
         else:
             doc = await self._users.find_one({"_id": name})
         if doc is None:
@@ -326,22 +361,41 @@ class MongoAuthStore:
             return_document=ReturnDocument.AFTER)
         return None if doc is None else _token(doc)
 
-    async def create_refresh_token(
-        self, secret_hash: bytes, user: str, client_id: str, at: datetime
-    ) -> None:
-        await self._refresh_tokens.insert_one({
-            "_id": secret_hash, "user": user, "client_id": client_id,
-            "created_at": at.timestamp(), "revoked_at": None,
-        })
+    async def create_refresh_token(self, token: RefreshToken, secret_hash: bytes) -> None:
+        await self._refresh_tokens.insert_one(_refresh_document(token, secret_hash))
 
-    async def find_refresh_token(self, secret_hash: bytes) -> str | None:
-        doc = await self._refresh_tokens.find_one({"_id": secret_hash, "revoked_at": None},
-                                                  {"user": 1})
-        return None if doc is None else str(doc["user"])
+    async def find_refresh_token(self, secret_hash: bytes) -> tuple[RefreshToken, User] | None:
+        doc = await self._refresh_tokens.find_one({"_id": secret_hash})
+        if doc is None:
+            return None
+        account = await self._users.find_one({"_id": doc["user"]})
+        return None if account is None else (_refresh_token(doc), _user(account))
 
-    async def revoke_refresh_tokens(self, user: str) -> int:
+    async def rotate_refresh_token(
+        self, presented: bytes, successor: RefreshToken, successor_hash: bytes, at: datetime
+    ) -> bool:
+        # Three single-document steps, not a transaction (FerretDB has none): two rotations
+        # of one token at the same moment may leave both successors live.
+        used = await self._refresh_tokens.find_one_and_update(
+            {"_id": presented, "revoked_at": None}, {"$set": {"last_used_at": at.timestamp()}},
+            {"family": 1})
+        if used is None:
+            return False
+        await self._refresh_tokens.update_many(
+            {"family": used["family"], "_id": {"$ne": presented}, "revoked_at": None},
+            {"$set": {"revoked_at": at.timestamp()}})
+        await self._refresh_tokens.insert_one(_refresh_document(successor, successor_hash))
+        return True
+
+    async def revoke_refresh_family(self, family: str) -> int:
         result = await self._refresh_tokens.update_many(
-            {"user": user, "revoked_at": None}, {"$set": {"revoked_at": time.time()}})
+            {"family": family, "revoked_at": None}, {"$set": {"revoked_at": time.time()}})
+        return result.modified_count
+
+    async def revoke_refresh_tokens(self, user: str, credential: str) -> int:
+        result = await self._refresh_tokens.update_many(
+            {"user": user, "credential": credential, "revoked_at": None},
+            {"$set": {"revoked_at": time.time()}})
         return result.modified_count
 
     # export and import ---------------------------------------------------------------------

@@ -24,7 +24,8 @@ def _utc(moment: datetime) -> datetime:
 
 def _session(doc: Document) -> Session:
     return Session(doc["user"], doc["method"], doc["csrf_token"], _utc(doc["created_at"]),
-                   _utc(doc["last_seen_at"]), _utc(doc["expires_at"]))
+                   _utc(doc["last_seen_at"]), _utc(doc["expires_at"]),
+                   doc.get("credential_epoch", 0))
 
 
 class MongoSessionStore:
@@ -48,6 +49,7 @@ class MongoSessionStore:
             "_id": id_hash, "user": session.user, "method": session.method,
             "csrf_token": session.csrf_token, "created_at": session.created_at,
             "last_seen_at": session.last_seen_at, "expires_at": session.expires_at,
+            "credential_epoch": session.credential_epoch,
         })
 
     async def get(self, id_hash: bytes) -> Session | None:

@@ -30,6 +30,8 @@ MIGRATIONS = (
     CREATE INDEX sessions_user ON sessions (user);
     CREATE INDEX sessions_expires ON sessions (expires_at);
     """,
+    # A session counts only in its account's credential epoch of sign-in.
+    "ALTER TABLE sessions ADD COLUMN credential_epoch INTEGER NOT NULL DEFAULT 0;",
 )
 
 
@@ -39,21 +41,21 @@ class SqliteSessionStore(SqliteStore):
     async def create(self, id_hash: bytes, session: Session) -> None:
         row = (id_hash, session.user, session.method, session.csrf_token,
                micros(session.created_at), micros(session.last_seen_at),
-               micros(session.expires_at))
+               micros(session.expires_at), session.credential_epoch)
         await self.db.write(lambda conn: conn.execute(
             "INSERT INTO sessions (id_hash, user, method, csrf_token, created_at, last_seen_at,"
-            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", row))
+            " expires_at, credential_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row))
 
     async def get(self, id_hash: bytes) -> Session | None:
         def query(conn: sqlite3.Connection) -> Session | None:
             row = conn.execute(
-                "SELECT user, method, csrf_token, created_at, last_seen_at, expires_at"
-                " FROM sessions WHERE id_hash = ?", (id_hash,)).fetchone()
+                "SELECT user, method, csrf_token, created_at, last_seen_at, expires_at,"
+                " credential_epoch FROM sessions WHERE id_hash = ?", (id_hash,)).fetchone()
             if row is None:
                 return None
-            user, method, csrf, created, seen, expires = row
+            user, method, csrf, created, seen, expires, epoch = row
             return Session(user, method, csrf, from_micros(created), from_micros(seen),
-                           from_micros(expires))
+                           from_micros(expires), epoch)
 
         return await self.db.read(query)
 

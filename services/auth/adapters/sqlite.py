@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.auth.models import AppToken, LoginState, Member, Namespace, Team, User
+from services.auth.models import AppToken, LoginState, Member, Namespace, RefreshToken, Team, User
 from services.auth.policy import Role, Visibility
 from services.auth.ports import NamespaceRecord
 from services.core.dump import Dumped
@@ -81,11 +81,38 @@ MIGRATIONS = (
     ALTER TABLE users ADD COLUMN owner_team TEXT
         REFERENCES teams (name) DEFERRABLE INITIALLY DEFERRED;
     """,
+    # Sessions, refresh tokens and verified passwords count only in the epoch they were made in.
+    "ALTER TABLE users ADD COLUMN credential_epoch INTEGER NOT NULL DEFAULT 0;",
+    # Refresh tokens bound to their client, credential and epoch, expiring, in rotation
+    # families. Those from before were bound to nothing (whether a password or an application
+    # token minted them is unknown): the upgrade ends them, and their clients sign in again.
+    """
+    DROP TABLE refresh_tokens;
+    CREATE TABLE refresh_tokens (
+        secret_hash      BLOB PRIMARY KEY,
+        family           TEXT NOT NULL,
+        generation       INTEGER NOT NULL,
+        user             TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        client_id        TEXT NOT NULL,
+        credential       TEXT NOT NULL,
+        credential_epoch INTEGER NOT NULL,
+        created_at       REAL NOT NULL,
+        expires_at       REAL NOT NULL,
+        last_used_at     REAL,
+        revoked_at       REAL
+    );
+    CREATE INDEX refresh_tokens_family ON refresh_tokens (family) WHERE revoked_at IS NULL;
+    CREATE INDEX refresh_tokens_credential ON refresh_tokens (user, credential)
+        WHERE revoked_at IS NULL;
+    """,
 )
 
-_USER_COLUMNS = "name, email, admin, enabled, kind, failed_logins, locked_until, owner_team"
+_USER_COLUMNS = ("name, email, admin, enabled, kind, failed_logins, locked_until, owner_team,"
+                 " credential_epoch")
 _NAMESPACE_COLUMNS = "n.name, n.kind, n.visibility, n.description, n.team, n.owner"
 _TOKEN_COLUMNS = "id, user, label, created_at, expires_at, last_used_at, revoked_at"  # noqa: S105
+_REFRESH_COLUMNS = ("family", "generation", "user", "client_id", "credential",
+                    "credential_epoch", "created_at", "expires_at", "last_used_at", "revoked_at")
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -98,7 +125,8 @@ def _epoch(value: datetime | None) -> float | None:
 
 def _user(row: sqlite3.Row) -> User:
     return User(row["name"], row["email"], bool(row["admin"]), bool(row["enabled"]), row["kind"],
-                row["failed_logins"], _ts(row["locked_until"]), row["owner_team"])
+                row["failed_logins"], _ts(row["locked_until"]), row["owner_team"],
+                row["credential_epoch"])
 
 
 def _namespace(row: sqlite3.Row) -> Namespace:
@@ -110,6 +138,26 @@ def _token(row: sqlite3.Row) -> AppToken:
     return AppToken(row["id"], row["user"], row["label"],
                     datetime.fromtimestamp(row["created_at"], UTC), _ts(row["expires_at"]),
                     _ts(row["last_used_at"]), row["revoked_at"] is not None)
+
+
+def _refresh_token(row: sqlite3.Row) -> RefreshToken:
+    """From columns named ``t_<column>`` (apart from the account's, which a join brings)."""
+    return RefreshToken(row["t_family"], row["t_generation"], row["t_user"], row["t_client_id"],
+                        row["t_credential"], row["t_credential_epoch"],
+                        datetime.fromtimestamp(row["t_created_at"], UTC),
+                        datetime.fromtimestamp(row["t_expires_at"], UTC),
+                        _ts(row["t_last_used_at"]), row["t_revoked_at"] is not None)
+
+
+def _insert_refresh_token(conn: sqlite3.Connection, token: RefreshToken,
+                          secret_hash: bytes) -> None:
+    conn.execute(
+        f"INSERT INTO refresh_tokens (secret_hash, {', '.join(_REFRESH_COLUMNS)})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (secret_hash, token.family, token.generation, token.user, token.client_id,
+         token.credential, token.credential_epoch, token.created_at.timestamp(),
+         token.expires_at.timestamp(), _epoch(token.last_used_at),
+         time.time() if token.revoked else None))
 
 
 class SqliteAuthStore(SqliteStore):
@@ -126,7 +174,7 @@ class SqliteAuthStore(SqliteStore):
             try:
                 conn.execute(
                     f"INSERT INTO users ({_USER_COLUMNS}, password_hash, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, 0, NULL, ?, 0, ?, ?)",
                     (user.name, user.email, user.admin, user.enabled, user.kind, user.owner_team,
                      password_hash, time.time()),
                 )
@@ -163,13 +211,16 @@ class SqliteAuthStore(SqliteStore):
         admin: bool | None = None,
         enabled: bool | None = None,
         password_hash: str | None = None,
+        bump_epoch: bool = False,
     ) -> User:
         changes = {k: v for k, v in (("email", email), ("admin", admin), ("enabled", enabled),
                                      ("password_hash", password_hash)) if v is not None}
 
         def update(conn: sqlite3.Connection) -> User:
-            if changes:
-                assignments = ", ".join(f"{column} = ?" for column in changes)
+            if changes or bump_epoch:
+                assignments = ", ".join([*(f"{column} = ?" for column in changes),
+                                         *(["credential_epoch = credential_epoch + 1"]
+                                           if bump_epoch else [])])
                 conn.execute(f"UPDATE users SET {assignments} WHERE name = ?",
                              (*changes.values(), name))
             row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",
@@ -365,23 +416,46 @@ class SqliteAuthStore(SqliteStore):
 
         return await self.db.write(revoke)
 
-    async def create_refresh_token(
-        self, secret_hash: bytes, user: str, client_id: str, at: datetime
-    ) -> None:
-        await self.db.write(lambda conn: conn.execute(
-            "INSERT INTO refresh_tokens (secret_hash, user, client_id, created_at)"
-            " VALUES (?, ?, ?, ?)", (secret_hash, user, client_id, at.timestamp())))
+    async def create_refresh_token(self, token: RefreshToken, secret_hash: bytes) -> None:
+        await self.db.write(lambda conn: _insert_refresh_token(conn, token, secret_hash))
 
-    async def find_refresh_token(self, secret_hash: bytes) -> str | None:
+    async def find_refresh_token(self, secret_hash: bytes) -> tuple[RefreshToken, User] | None:
+        token_columns = ", ".join(f"t.{c} AS t_{c}" for c in _REFRESH_COLUMNS)
+        user_columns = ", ".join(f"u.{c}" for c in _USER_COLUMNS.split(", "))
         row = await self.db.read(lambda conn: conn.execute(
-            "SELECT user FROM refresh_tokens WHERE secret_hash = ? AND revoked_at IS NULL",
-            (secret_hash,)).fetchone())
-        return None if row is None else str(row["user"])
+            f"SELECT {token_columns}, {user_columns} FROM refresh_tokens t"
+            " JOIN users u ON u.name = t.user WHERE t.secret_hash = ?", (secret_hash,)
+        ).fetchone())
+        return None if row is None else (_refresh_token(row), _user(row))
 
-    async def revoke_refresh_tokens(self, user: str) -> int:
+    async def rotate_refresh_token(
+        self, presented: bytes, successor: RefreshToken, successor_hash: bytes, at: datetime
+    ) -> bool:
+        def rotate(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "UPDATE refresh_tokens SET last_used_at = ? WHERE secret_hash = ?"
+                " AND revoked_at IS NULL RETURNING family",
+                (at.timestamp(), presented)).fetchone()
+            if row is None:
+                return False
+            conn.execute("UPDATE refresh_tokens SET revoked_at = ? WHERE family = ?"
+                         " AND secret_hash != ? AND revoked_at IS NULL",
+                         (at.timestamp(), row["family"], presented))
+            _insert_refresh_token(conn, successor, successor_hash)
+            return True
+
+        return await self.db.write(rotate)
+
+    async def revoke_refresh_family(self, family: str) -> int:
         cursor = await self.db.write(lambda conn: conn.execute(
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL",
-            (time.time(), user)))
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
+            (time.time(), family)))
+        return cursor.rowcount
+
+    async def revoke_refresh_tokens(self, user: str, credential: str) -> int:
+        cursor = await self.db.write(lambda conn: conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user = ? AND credential = ?"
+            " AND revoked_at IS NULL", (time.time(), user, credential)))
         return cursor.rowcount
 
     # export and import ---------------------------------------------------------------------
@@ -411,7 +485,8 @@ class SqliteAuthStore(SqliteStore):
 # The dump, in AUTH_RECORDS order (each kind after those it refers to).
 _DUMPED = {
     "user": Table("users", ("name", "email", "kind", "password_hash", "admin", "enabled",
-                            "failed_logins", "locked_until", "created_at", "owner_team"),
+                            "failed_logins", "locked_until", "credential_epoch", "created_at",
+                            "owner_team"),
                   booleans=frozenset({"admin", "enabled"})),
     "team": Table("teams", ("name", "description", "created_at")),
     "member": Table("members", ("team", "user", "role")),
@@ -423,8 +498,8 @@ _DUMPED = {
     "app_token": Table("app_tokens", ("id", "secret_hash", "user", "label", "created_at",
                                       "expires_at", "last_used_at", "revoked_at"),
                        blobs=frozenset({"secret_hash"})),
-    "refresh_token": Table("refresh_tokens", ("secret_hash", "user", "client_id", "created_at",
-                                              "revoked_at"), blobs=frozenset({"secret_hash"})),
+    "refresh_token": Table("refresh_tokens", ("secret_hash", *_REFRESH_COLUMNS),
+                           blobs=frozenset({"secret_hash"})),
 }
 
 
