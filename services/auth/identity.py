@@ -412,9 +412,10 @@ class IdentityService:
         self, actor: Principal, user: str, label: str, *, expires_at: datetime | None = None
     ) -> tuple[AppToken, str]:
         """The token and its secret, which is shown this once and stored only as a hash."""
-        # Not an application token; a portal session may, without typing the password again.
-        require_credential_manager(actor, reauthenticated=True)
         await self._require_token_manager(actor, user)
+        # Not an application token; a portal session may, without typing the password again.
+        # After the visibility check: a refusal must not tell whether the account exists.
+        require_credential_manager(actor, reauthenticated=True)
         if not label or len(label) > MAX_LABEL or not label.isprintable():
             raise Invalid("invalid_label", f"a label is 1 to {MAX_LABEL} printable characters")
         now = datetime.now(UTC)

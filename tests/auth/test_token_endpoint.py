@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -1073,7 +1074,16 @@ async def test_unknown_accounts_pay_a_verification(world, verifications):
     assert verifications == ["some-password"]
 
 
-async def test_concurrent_misses_share_one_verification(world, verifications):
+async def test_concurrent_misses_share_one_verification(world, verifications, monkeypatch):
+    # Each verification takes long enough that every request arrives while the first one
+    # runs, however busy the machine: what is measured is sharing, not speed.
+    counting = auth_service.verify_password
+
+    def slow(password_hash: str | None, password: str) -> bool:
+        time.sleep(1)
+        return counting(password_hash, password)
+
+    monkeypatch.setattr(auth_service, "verify_password", slow)
     responses = await asyncio.gather(*(world.get(auth=login("vera")) for _ in range(20)))
     assert {r.status_code for r in responses} == {200}
     assert verifications == [PASSWORDS["vera"]]
