@@ -27,6 +27,7 @@ from services.scanner.clair import ClairScanner
 from services.scanner.consumers import REGISTRY_EVENTS, ScanConsumer, ScanPublisher
 from services.scanner.harbor import app as harbor_app
 from services.scanner.harbor.client import HarborAdapterClient
+from services.scanner.limits import ScanLimits
 from services.scanner.matcher import OsvMatcher, Rematcher
 from services.scanner.ports import Matcher, RemoteScanner, ScanStore
 from services.scanner.scans import ScanWorkers
@@ -75,6 +76,7 @@ async def _scanner_ctx(app: web.Application) -> AsyncIterator[None]:
             matcher=matcher,
             remote=remote,
             publish=ScanPublisher(app[EVENT_LOG]),
+            limits=ScanLimits.from_config(config.scanner),
             concurrency=config.scanner.concurrency,
             timeout=config.scanner.timeout_seconds,
         )

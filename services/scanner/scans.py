@@ -3,7 +3,8 @@
 States (``models.ScanStatus``)::
 
     queued ──▶ scanning ──▶ done            (inventory, findings; reason notes "inventory only")
-      ▲            │  └──▶ failed(reason)   (registry, layer or matcher trouble, timeout)
+      ▲            │  └──▶ failed(reason)   (registry, layer or matcher trouble, over a budget
+      │            │                         of services/scanner/limits.py, timeout)
       │            └────▶ unsupported(reason)  (Helm chart, signature, SBOM, attestation …)
       └── rescan (POST /api/v1/scans) from done, failed or unsupported; ``scanning`` left by a
           stopped process goes back to ``queued`` at start.
@@ -22,30 +23,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from services.core.registry import ManifestNotFound, RegistryClient, RegistryError
+from services.core.registry import (
+    ManifestNotFound,
+    RegistryClient,
+    RegistryError,
+    RegistryUnreachable,
+)
 from services.ingest.manifests import (
     ArtifactKind,
-    Descriptor,
     InvalidManifestError,
     ManifestInfo,
     SchemaKind,
     describe,
 )
-from services.scanner.detectors import DETECTORS, Detector
-from services.scanner.inventory import build_inventory
-from services.scanner.layers import (
-    MAX_KEPT_BYTES,
-    LayerContents,
-    LayerError,
-    Selector,
-    read_layer,
-)
+from services.scanner.limits import ScanLimits
 from services.scanner.matcher import NoVulnerabilityData
 from services.scanner.models import (
-    Distribution,
     Finding,
     ImageRef,
-    Inventory,
     LayerRef,
     Package,
     ScanRecord,
@@ -53,6 +48,7 @@ from services.scanner.models import (
     Severity,
 )
 from services.scanner.ports import Matcher, RemoteScanner, ScanStore
+from services.scanner.sandbox import SandboxError, read_inventory
 
 __all__ = [
     "TRANSITIONS",
@@ -61,11 +57,8 @@ __all__ = [
     "check_transition",
     "findings_from_json",
     "findings_to_json",
-    "inventory_from_json",
-    "inventory_to_json",
     "is_stale",
     "matched",
-    "read_inventory",
     "summary",
 ]
 
@@ -116,25 +109,6 @@ def summary(findings: Sequence[Finding]) -> dict[str, int]:
     return counts
 
 
-def inventory_to_json(inventory: Inventory) -> dict[str, Any]:
-    return {
-        "distribution": asdict(inventory.distribution) if inventory.distribution else None,
-        "packages": [asdict(package) for package in inventory.packages],
-        "detectors": dict(inventory.detectors),
-        "warnings": list(inventory.warnings),
-    }
-
-
-def inventory_from_json(data: dict[str, Any]) -> Inventory:
-    distribution = data.get("distribution")
-    return Inventory(
-        distribution=Distribution(**distribution) if distribution else None,
-        packages=tuple(Package(**package) for package in data["packages"]),
-        detectors=dict(data.get("detectors", {})),
-        warnings=tuple(data.get("warnings", ())),
-    )
-
-
 def findings_to_json(findings: Sequence[Finding]) -> list[dict[str, Any]]:
     return [
         {
@@ -163,26 +137,6 @@ def findings_from_json(data: list[dict[str, Any]]) -> tuple[Finding, ...]:
     )
 
 
-async def read_inventory(
-    registry: RegistryClient,
-    repository: str,
-    layers: Sequence[Descriptor],
-    selector: Selector,
-    detectors: Sequence[Detector],
-) -> Inventory:
-    """An image's inventory: each layer streamed from the registry in order (nothing on disk),
-    the files the detectors want kept, then whiteouts applied and the detectors run."""
-    contents: list[LayerContents] = []
-    for layer in layers:
-        # One budget for the whole image: every layer's kept files are held until the end.
-        budget = MAX_KEPT_BYTES - sum(kept.kept_bytes for kept in contents)
-        async with registry.blob(repository, layer.digest) as chunks:
-            contents.append(await read_layer(chunks, digest=layer.digest,
-                                             media_type=layer.media_type,
-                                             selector=selector, budget=budget))
-    return await asyncio.to_thread(build_inventory, contents, detectors)
-
-
 class ScanWorkers:
     """Claims queued scans from the store and runs them, ``concurrency`` at a time."""
 
@@ -194,7 +148,7 @@ class ScanWorkers:
         matcher: Matcher | None,
         remote: RemoteScanner | None = None,
         publish: Publish | None = None,
-        detectors: Sequence[Detector] = DETECTORS,
+        limits: ScanLimits | None = None,
         concurrency: int = 2,
         timeout: float = 1800,
     ) -> None:
@@ -203,8 +157,7 @@ class ScanWorkers:
         self._matcher = matcher
         self._remote = remote
         self._publish = publish
-        self._detectors = tuple(detectors)
-        self._selector = Selector(detectors)
+        self._limits = limits or ScanLimits()
         self._concurrency = concurrency
         self._timeout = timeout
         self._resumed = False
@@ -249,7 +202,14 @@ class ScanWorkers:
         except TimeoutError:
             return await self._store.finish(
                 record.digest, "failed", reason=f"scan timed out after {self._timeout:.0f} s")
-        except (RegistryError, LayerError, InvalidManifestError) as exc:
+        except RegistryUnreachable as exc:
+            # Its message names the registry's internal address, which the scan's readers
+            # must not learn: the log keeps it.
+            log.warning("scan failed: %s", exc, extra={"digest": record.digest})
+            return await self._store.finish(
+                record.digest, "failed",
+                reason="registry unreachable; the server log has details")
+        except (RegistryError, SandboxError, InvalidManifestError) as exc:
             return await self._store.finish(record.digest, "failed", reason=str(exc))
         except InvalidTransition:
             raise
@@ -284,7 +244,7 @@ class ScanWorkers:
         if self._remote is not None:
             return await self._remote_scan(record, info)
         inventory = await read_inventory(self._registry, repository, info.layers,
-                                         self._selector, self._detectors)
+                                         self._limits)
         findings = None
         if self._matcher is not None:
             with contextlib.suppress(NoVulnerabilityData):

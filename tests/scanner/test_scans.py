@@ -16,13 +16,12 @@ from services.scanner.adapters.sqlite import SqliteScanStore
 from services.scanner.consumers import ScanConsumer, scan_event
 from services.scanner.models import Distribution, Finding, Inventory, Package, ScanRecord, Severity
 from services.scanner.sbom import purl
+from services.scanner.inventory import inventory_from_json, inventory_to_json
 from services.scanner.scans import (
     InvalidTransition,
     check_transition,
     findings_from_json,
     findings_to_json,
-    inventory_from_json,
-    inventory_to_json,
     is_stale,
     summary,
 )
