@@ -2,7 +2,7 @@
 
 ``caller`` says who is calling (anonymous callers are a principal too), ``require_admin`` and
 ``require_user`` gate a handler, ``readable_namespaces`` says whose repositories and activity
-the caller may see: what they may pull.
+the caller may see: what they may pull; ``may_push`` whether they may change a repository.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from aiohttp import web
 from services.auth.authority import TokenAuthority
 from services.auth.identity import IdentityService
 from services.auth.policy import ANONYMOUS, Principal
+from services.auth.scopes import Scope
 from services.auth.service import Authenticator
 from services.core.errors import Forbidden, Unauthorized
 
@@ -20,6 +21,7 @@ __all__ = [
     "AUTHORITY",
     "IDENTITY",
     "caller",
+    "may_push",
     "readable_namespaces",
     "require_admin",
     "require_user",
@@ -64,3 +66,10 @@ async def require_admin(request: web.Request) -> Principal:
 async def readable_namespaces(request: web.Request, principal: Principal) -> set[str] | None:
     """The namespaces whose repositories ``principal`` may pull; None means all of them."""
     return await request.app[AUTHORITY].readable_namespaces(principal)
+
+
+async def may_push(request: web.Request, principal: Principal, repository: str) -> bool:
+    """Whether the registry would let ``principal`` push to ``repository``."""
+    grants = await request.app[AUTHORITY].grants(
+        principal, [Scope("repository", repository, frozenset({"push"}))])
+    return any("push" in grant.actions for grant in grants)

@@ -271,6 +271,9 @@ class ScannerConfig(_Section):
     max_kept_bytes: int = Field(default=256 << 20, ge=1 << 10)
     max_file_bytes: int = Field(default=64 << 20, ge=1 << 10)
     max_memory_bytes: int = Field(default=2 << 30, ge=256 << 20)
+    # A rescan (POST /api/v1/scans) queues a manifest again only this long after it was last
+    # queued, and never while it is queued or scanning: each rescan reads every layer again.
+    rescan_seconds: float = Field(default=60, ge=0)
 
 
 class ClairConfig(_Section):

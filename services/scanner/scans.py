@@ -19,16 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-from services.core.registry import (
-    ManifestNotFound,
-    RegistryClient,
-    RegistryError,
-    RegistryUnreachable,
-)
+from services.core.registry import ManifestNotFound, RegistryClient, RegistryError
 from services.ingest.manifests import (
     ArtifactKind,
     InvalidManifestError,
@@ -59,6 +55,9 @@ __all__ = [
     "findings_to_json",
     "is_stale",
     "matched",
+    "public_reason",
+    "rescan_wait",
+    "seen_from",
     "summary",
 ]
 
@@ -99,6 +98,40 @@ def matched(record: ScanRecord) -> bool:
     """Whether the record's findings are a match result: a done scan made while the database
     was empty (``INVENTORY_ONLY``) has none, which must not read as "no vulnerabilities"."""
     return record.status == "done" and record.reason != INVENTORY_ONLY
+
+
+def seen_from(record: ScanRecord, repository: str) -> ScanRecord:
+    """The record as a reader of ``repository`` sees it.
+
+    One manifest may be in several repositories and has one scan, which names the repository
+    its layers were read from; a reader of another repository holding the same manifest must
+    not learn that name (it may be private), so it reads as theirs, reason included.
+    """
+    if record.repository == repository:
+        return record
+    reason = record.reason and record.reason.replace(record.repository, repository)
+    return replace(record, repository=repository, reason=reason)
+
+
+# The scheme and authority of a URL in a failure reason: the registry's, Clair's or an
+# adapter's address inside the deployment, no business of whoever may read the scan (the log
+# keeps it); the path stays, it names the repository and blob.
+_ADDRESS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s'\"<>()]+")
+
+
+def public_reason(reason: str) -> str:
+    """A failure reason fit for every reader of the scan: addresses replaced."""
+    return _ADDRESS.sub("<internal address>", reason)
+
+
+def rescan_wait(record: ScanRecord | None, now: float, interval: float) -> float:
+    """Seconds until a rescan may queue ``record`` again (0: now). A queued or running scan is
+    never queued twice, and one queued less than ``interval`` seconds ago waits out the rest:
+    a rescan downloads every layer again."""
+    if record is None:
+        return 0.0
+    wait = max(0.0, record.queued_at + interval - now)
+    return max(wait, 1.0) if record.status in {"queued", "scanning"} else wait
 
 
 def summary(findings: Sequence[Finding]) -> dict[str, int]:
@@ -200,24 +233,21 @@ class ScanWorkers:
             async with asyncio.timeout(self._timeout):
                 return await self._scan(record)
         except TimeoutError:
-            return await self._store.finish(
-                record.digest, "failed", reason=f"scan timed out after {self._timeout:.0f} s")
-        except RegistryUnreachable as exc:
-            # Its message names the registry's internal address, which the scan's readers
-            # must not learn: the log keeps it.
-            log.warning("scan failed: %s", exc, extra={"digest": record.digest})
-            return await self._store.finish(
-                record.digest, "failed",
-                reason="registry unreachable; the server log has details")
+            return await self._fail(record, f"scan timed out after {self._timeout:.0f} s")
         except (RegistryError, SandboxError, InvalidManifestError) as exc:
-            return await self._store.finish(record.digest, "failed", reason=str(exc))
+            return await self._fail(record, str(exc))
         except InvalidTransition:
             raise
         except Exception as exc:
             log.exception("scan failed", extra={"digest": record.digest})
-            return await self._store.finish(
-                record.digest, "failed",
-                reason=f"internal error ({type(exc).__name__}); the server log has details")
+            return await self._fail(
+                record, f"internal error ({type(exc).__name__}); the server log has details")
+
+    async def _fail(self, record: ScanRecord, reason: str) -> ScanRecord:
+        public = public_reason(reason)
+        if public != reason:
+            log.warning("scan failed: %s", reason, extra={"digest": record.digest})
+        return await self._store.finish(record.digest, "failed", reason=public)
 
     async def _scan(self, record: ScanRecord) -> ScanRecord | None:
         repository, digest = record.repository, record.digest
@@ -269,7 +299,5 @@ class ScanWorkers:
         try:
             findings = await remote.scan(image)
         except Exception as exc:  # noqa: BLE001 - the backend's own words become the reason
-            return await self._store.finish(
-                record.digest, "failed",
-                reason=f"{type(remote).__name__}: {exc}")
+            return await self._fail(record, f"{type(remote).__name__}: {exc}")
         return await self._store.finish(record.digest, "done", findings=findings)
