@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import gzip
 import logging
+import os
 import shutil
 import sqlite3
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -203,3 +205,36 @@ async def test_a_hostile_image_ends_within_its_budget_and_the_next_scan_is_norma
     assert after.inventory.distribution is not None
     assert after.inventory.distribution.id == "alpine"
     assert list(scratch.iterdir()) == []
+
+
+def scan_processes() -> list[int]:
+    """This process' children that are scan processes."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+            if int(fields["PPid"]) == os.getpid() and b"services.scanner.child" in cmdline:
+                found.append(int(status.parent.name))
+    return found
+
+
+async def test_a_timed_out_scan_stops_its_work(
+    registry: RegistryProcess, store: SqliteScanStore, tmp_path: Path, scratch: Path
+) -> None:
+    """Seconds of empty gzip members against a one-second timeout: the scan fails, and neither
+    a process nor a thread is left reading."""
+    layout = tmp_path / "oci"
+    slow = build_raw_image(layout, "slow", [(GZIP, gzip.compress(b"", mtime=0) * 400_000)])
+    await asyncio.to_thread(skopeo_copy, f"oci:{layout}:slow",
+                            f"docker://{registry.host}/team/app:slow")
+    threads = threading.active_count()
+    async with RegistryClient(registry.url) as client:
+        await store.queue(slow, "team/app")
+        await ScanWorkers(store, client, matcher=None, timeout=1.0).drain()
+    record = await store.get(slow)
+    assert record is not None
+    assert (record.status, record.reason) == ("failed", "scan timed out after 1 s")
+    assert scan_processes() == []
+    assert threading.active_count() <= threads

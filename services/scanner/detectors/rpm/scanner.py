@@ -12,9 +12,9 @@ from memory (``sqlite3.deserialize``, never written to disk, so there is no file
 ``immutable``), read-only (``query_only``), with temporary storage in memory, no attached
 databases, ``trusted_schema`` off, an authorizer that allows exactly one statement shape (a
 SELECT of the ``hnum`` and ``blob`` columns of a real ``Packages`` table: no view, no function,
-no recursion) and a progress handler that aborts after ``MAX_STEPS`` virtual-machine steps. A
-database that trips either fails the scan (``Refused``); the scan's process has a memory limit
-besides (services/scanner/sandbox.py).
+no recursion, no generated column) and a progress handler that aborts after ``MAX_STEPS``
+virtual-machine steps. A database that trips any fails the scan (``Refused``); the scan's
+process has a memory limit besides (services/scanner/sandbox.py).
 
 Older databases cannot be read here and are reported, not silently skipped: Berkeley DB
 (``Packages``, RHEL ≤ 8, CentOS 7/8, Amazon Linux 2) needs a hash-database page reader (the
@@ -160,6 +160,11 @@ def _query(content: bytes) -> list[tuple[bytes]]:
         connection.execute("PRAGMA trusted_schema = OFF")
         connection.deserialize(_rollback_journal(content))
         connection.execute("PRAGMA query_only = ON")
+        # Generated columns are computed by the schema, out of the authorizer's sight.
+        computed = [row[1] for row in connection.execute("PRAGMA table_xinfo(Packages)")
+                    if row[1] in _COLUMNS and row[6]]
+        if computed:
+            raise Refused(f"its Packages computes {', '.join(computed)}; the image is refused")
         connection.set_authorizer(guard.authorize)
         connection.set_progress_handler(guard.progress, _STEPS_PER_CHECK)
         try:
