@@ -5,8 +5,9 @@
 may see (what they may pull) and whose details they manage; every read path asks it, and
 answers 404 for whatever is out of scope, exactly as for what does not exist.
 ``fresh_read_scope`` asks again with the request's credential checked anew, for responses that
-outlive a request (event streams). ``CATALOG`` is what auth needs of ingest's catalog, put here
-by ingest's store context (services/server.py opens it wherever auth serves its API).
+outlive a request (event streams); ``may_push`` whether they may change a repository.
+``CATALOG`` is what auth needs of ingest's catalog, put here by ingest's store context
+(services/server.py opens it wherever auth serves its API).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from services.auth.authority import TokenAuthority
 from services.auth.identity import IdentityService
 from services.auth.policy import ANONYMOUS, Principal, ReadScope
 from services.auth.ports import Catalog
+from services.auth.scopes import Scope
 from services.auth.service import Authenticator
 from services.core import http
 from services.core.errors import DyError, Forbidden, Unauthorized
@@ -30,6 +32,7 @@ __all__ = [
     "caller",
     "client_address",
     "fresh_read_scope",
+    "may_push",
     "read_scope",
     "readable_namespaces",
     "require_admin",
@@ -107,3 +110,10 @@ async def fresh_read_scope(request: web.Request) -> ReadScope | None:
     except DyError:  # Unauthorized, or a directory that cannot say: either way, stop
         return None
     return await request.app[AUTHORITY].read_scope(found or ANONYMOUS)
+
+
+async def may_push(request: web.Request, principal: Principal, repository: str) -> bool:
+    """Whether the registry would let ``principal`` push to ``repository``."""
+    grants = await request.app[AUTHORITY].grants(
+        principal, [Scope("repository", repository, frozenset({"push"}))])
+    return any("push" in grant.actions for grant in grants)

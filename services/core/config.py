@@ -337,6 +337,18 @@ class ScannerConfig(_Section):
     # Who finds the vulnerabilities: the embedded OSV engine, Clair v4 ([clair]) or an existing
     # Harbor scanner adapter such as Trivy's ([harbor] adapter_url).
     backend: Literal["embedded", "clair", "harbor"] = "embedded"
+    # What the embedded engine spends on one image (services/scanner/limits.py); a scan over a
+    # budget fails naming it. Bytes read and decompressed, tar entries, file content kept for
+    # the detectors (hard links count again), the largest file a detector reads, and the
+    # memory of the scan's own process.
+    max_unpacked_bytes: int = Field(default=16 << 30, ge=1 << 20)
+    max_entries: int = Field(default=1_000_000, ge=1)
+    max_kept_bytes: int = Field(default=256 << 20, ge=1 << 10)
+    max_file_bytes: int = Field(default=64 << 20, ge=1 << 10)
+    max_memory_bytes: int = Field(default=2 << 30, ge=256 << 20)
+    # A rescan (POST /api/v1/scans) queues a manifest again only this long after it was last
+    # queued, and never while it is queued or scanning: each rescan reads every layer again.
+    rescan_seconds: float = Field(default=60, ge=0)
 
 
 class ClairConfig(_Section):

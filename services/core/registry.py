@@ -5,6 +5,12 @@ by digest; it never moves blobs. When the registry demands token auth it answers
 ``WWW-Authenticate: Bearer realm=…,service=…,scope=…`` (docs/spec/auth/token.md); the client
 asks its token provider for that scope, retries once, and keeps the token for the next request
 of the same kind, asking again only when the registry rejects it.
+
+Every response is read with a cap, streamed, never read whole and then measured: manifests at
+4 MiB, as distribution refuses larger ones on push (and 8 MiB would be its config blob limit,
+but nothing here reads configs), listings and error bodies at 64 MiB; layer blobs are streamed
+to the caller, whose budgets bound them (services/scanner/limits.py). Over the cap the read
+stops with ``ResponseTooLarge``, having kept nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "RegistryUnreachable",
+    "ResponseTooLarge",
     "TokenProvider",
     "parse_bearer_challenge",
 ]
@@ -57,6 +64,10 @@ _AUTH_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"
 
 _HTTP_UNAUTHORIZED = 401
 _HTTP_NOT_FOUND = 404
+# distribution's registry/handlers/manifests.go: "maxManifestBodySize = 4 << 20".
+MAX_MANIFEST_BYTES = 4 << 20
+# A catalog page, a tags list (2.8 sends every tag at once), an error body.
+MAX_RESPONSE_BYTES = 64 << 20
 
 
 class RegistryError(Exception):
@@ -81,6 +92,10 @@ class ManifestNotFound(RegistryError):
 
 class RegistryUnreachable(RegistryError):
     """No HTTP response: connection refused, DNS failure or timeout."""
+
+
+class ResponseTooLarge(RegistryError):
+    """The registry's answer is over the size Dockyard reads for its kind."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,7 @@ class RegistryClient:
             f"/v2/{repository}/manifests/{reference}",
             scope=f"repository:{repository}:pull",
             headers={"Accept": _ACCEPT},
+            limit=MAX_MANIFEST_BYTES,
         )
         _raise_for_status(response, not_found=ManifestNotFound)
         body = response.content
@@ -190,8 +206,8 @@ class RegistryClient:
             raise RegistryUnreachable(f"GET {url}: registry unreachable ({exc!r})") from exc
         try:
             if not response.is_success:
-                await response.aread()
-                _raise_for_status(response, not_found=ManifestNotFound)
+                _raise_for_status(await _capped(response, MAX_RESPONSE_BYTES),
+                                  not_found=ManifestNotFound)
             yield response.aiter_bytes(chunk_size)
         finally:
             await response.aclose()
@@ -249,17 +265,19 @@ class RegistryClient:
         *,
         scope: str,
         headers: dict[str, str] | None = None,
+        limit: int = MAX_RESPONSE_BYTES,
     ) -> httpx.Response:
         """Send, and on a Bearer challenge fetch a token for the demanded scope and resend once.
 
         ``scope`` is what this request is expected to need; it keys the token cache. The scope
-        sent to the provider is the one the registry's challenge names.
+        sent to the provider is the one the registry's challenge names. The body is read up to
+        ``limit`` bytes.
         """
         headers = dict(headers or {})
         cached = self._tokens.get(scope)
         if cached is not None:
             headers["Authorization"] = f"Bearer {cached}"
-        response = await self._request(method, url, headers)
+        response = await self._request(method, url, headers, limit)
         if response.status_code != _HTTP_UNAUTHORIZED:
             return response
         self._tokens.pop(scope, None)
@@ -283,7 +301,7 @@ class RegistryClient:
             )
         logger.debug("retrying %s %s with a token for %s", method, response.url.path, demanded)
         headers["Authorization"] = f"Bearer {token}"
-        response = await self._request(method, url, headers)
+        response = await self._request(method, url, headers, limit)
         if response.status_code == _HTTP_UNAUTHORIZED:
             reason = (_bearer_challenge(response) or {}).get("error", "no reason given")
             raise RegistryError(
@@ -296,9 +314,16 @@ class RegistryClient:
         self._tokens[scope] = token
         return response
 
-    async def _request(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
+    async def _request(
+        self, method: str, url: str, headers: dict[str, str], limit: int
+    ) -> httpx.Response:
+        request = self._http.build_request(method, url, headers=headers)
         try:
-            response = await self._http.request(method, url, headers=headers)
+            streamed = await self._http.send(request, stream=True)
+            try:
+                response = await _capped(streamed, limit)
+            finally:
+                await streamed.aclose()
         except httpx.TransportError as exc:
             target = url if "://" in url else f"{self.base_url}{url}"
             raise RegistryUnreachable(
@@ -307,6 +332,29 @@ class RegistryClient:
             ) from exc
         logger.debug("%s %s -> %d", method, response.url, response.status_code)
         return response
+
+
+async def _capped(response: httpx.Response, limit: int) -> httpx.Response:
+    """A streamed response read to its end, refused past ``limit`` bytes (the declared
+    Content-Length first, then what actually arrives): the same response, body in memory."""
+    declared = response.headers.get("Content-Length", "")
+    what = f"{response.request.method} {response.request.url.path}"
+    if declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(f"{what}: the registry answers {declared} bytes, over the"
+                               f" {limit}-byte limit for this read; refused",
+                               status=response.status_code)
+    pieces, size = [], 0
+    async for piece in response.aiter_bytes():
+        size += len(piece)
+        if size > limit:
+            raise ResponseTooLarge(f"{what}: the registry's answer is over the {limit}-byte"
+                                   " limit for this read; refused", status=response.status_code)
+        pieces.append(piece)
+    # Decoded already: the copy must not claim a content encoding it no longer has.
+    headers = [(name, value) for name, value in response.headers.multi_items()
+               if name.lower() not in {"content-encoding", "content-length"}]
+    return httpx.Response(response.status_code, headers=headers, content=b"".join(pieces),
+                          request=response.request)
 
 
 def parse_bearer_challenge(header: str) -> dict[str, str] | None:

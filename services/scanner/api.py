@@ -2,18 +2,24 @@
 tags a vulnerability affects.
 
 Visibility is the catalog's: a caller sees the scans of repositories in namespaces they may
-pull from (services/auth/access.py); anything else answers 404 as if it did not exist.
+pull from (services/auth/access.py); anything else answers 404 as if it did not exist. A scan
+seen through one repository reads as that repository's (``scans.seen_from``): the same manifest
+may sit in a private one. Rescans are for those who may push to the repository, and a manifest
+queued less than ``[scanner] rescan_seconds`` ago (or still queued or scanning) answers 429.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from services.auth.access import caller, readable_namespaces, require_user
+from services.auth.access import caller, may_push, readable_namespaces, require_user
+from services.core.errors import Forbidden
 from services.core.http import (
     ApiError,
     decode_cursor,
@@ -27,10 +33,11 @@ from services.scanner.detectors import VERSIONS
 from services.scanner.models import Finding, ScanRecord
 from services.scanner.ports import ScanStore
 from services.scanner.sbom import cyclonedx_json
-from services.scanner.scans import is_stale, matched, summary
+from services.scanner.scans import is_stale, matched, rescan_wait, seen_from, summary
 from services.scanner.vulndb.ports import VulnStore
 
 __all__ = [
+    "RESCAN_SECONDS",
     "SCAN_STORE",
     "VULN_STORE",
     "affected_tags",
@@ -41,6 +48,8 @@ __all__ = [
 ]
 
 SCAN_STORE = web.AppKey("scanner.store", ScanStore)
+# [scanner] rescan_seconds: how soon a rescan may queue the same manifest again.
+RESCAN_SECONDS = web.AppKey("scanner.rescan_seconds", float)
 # The vulnerability database (services/scanner/vulndb), opened by the scanner's context.
 VULN_STORE = web.AppKey("scanner.vulndb", VulnStore)
 
@@ -63,7 +72,7 @@ async def list_scans(request: web.Request) -> web.Response:
 @routes.post("/api/v1/scans")
 async def rescan(request: web.Request) -> web.Response:
     """Queue the tag's manifests again (after a detector upgrade, or a failed scan)."""
-    await require_user(request)
+    principal = await require_user(request)
     try:
         body = await request.json()
     except ValueError:
@@ -71,9 +80,26 @@ async def rescan(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", 'send {"repository": NAME, "tag": TAG}')
     repository, tag = await _visible_tag(request, body)
+    if not await may_push(request, principal, repository):
+        raise Forbidden("forbidden", f"rescanning {repository} needs push access to it")
+    await _check_rescan_rate(request, repository, tag)
     items = [scan_json(record, platform) for record, platform in
              await _scans_of_tag(request, repository, tag, again=True)]
     return json_response({"items": items, "next": None}, 202)
+
+
+async def _check_rescan_rate(request: web.Request, repository: str, tag: str) -> None:
+    store = request.app[SCAN_STORE]
+    now, interval = time.time(), request.app[RESCAN_SECONDS]
+    wait = 0.0
+    for target, _ in await _targets(store, repository, tag):
+        wait = max(wait, rescan_wait(await store.get(target), now, interval))
+    if wait > 0:
+        seconds = math.ceil(wait)
+        raise ApiError(429, "rescan_too_soon",
+                       f"{repository}:{tag} is being scanned or was queued less than"
+                       f" {interval:.0f} s ago; try again in {seconds} s",
+                       {"Retry-After": str(seconds)})
 
 
 @routes.get("/api/v1/scans/{digest}")
@@ -240,11 +266,24 @@ async def _visible_scan(request: web.Request) -> ScanRecord:
     digest = request.match_info["digest"]
     if not is_valid_digest(digest):
         raise ApiError(400, "invalid_digest", "give a manifest digest, sha256:<64 hex digits>")
-    record = await request.app[SCAN_STORE].get(digest)
-    visible = await _visible_namespaces(request)
-    if record is None or (visible is not None and namespace_of(record.repository) not in visible):
+    store = request.app[SCAN_STORE]
+    record = await store.get(digest)
+    shown = None if record is None else await _readable_repository(
+        store, record, await _visible_namespaces(request))
+    if record is None or shown is None:
         raise ApiError(404, "scan_not_found", f"no scan of {digest}")
-    return record
+    return seen_from(record, shown)
+
+
+async def _readable_repository(
+    store: ScanStore, record: ScanRecord, visible: frozenset[str] | None
+) -> str | None:
+    """A repository holding the scanned manifest that the caller may read: the one it was
+    scanned from, else one whose tag names it (directly or through an index)."""
+    if visible is None or namespace_of(record.repository) in visible:
+        return record.repository
+    return next((repository for repository, *_ in await store.tags_of([record.digest])
+                 if namespace_of(repository) in visible), None)
 
 
 async def _scans_of_tag(
@@ -256,15 +295,20 @@ async def _scans_of_tag(
     made, is queued on the way.
     """
     store = request.app[SCAN_STORE]
-    digest = await store.tagged(repository, tag)
-    if digest is None:
-        raise ApiError(404, "tag_not_found", f"no tag {tag!r} in a repository {repository!r}")
-    targets: list[tuple[str, str | None]] = list(await store.platforms(digest)) or [(digest, None)]
     found = []
-    for target, platform in targets:
+    for target, platform in await _targets(store, repository, tag):
         stale = is_stale(await store.get(target), VERSIONS)
         await store.queue(target, repository, again=again or stale)
         record = await store.get(target)
         if record is not None:
-            found.append((record, platform))
+            found.append((seen_from(record, repository), platform))
     return found
+
+
+async def _targets(store: ScanStore, repository: str, tag: str) -> list[tuple[str, str | None]]:
+    """The platform manifests (digest, ``os/arch``) the tag points at; the image's own digest
+    (platform None) for a single-platform image."""
+    digest = await store.tagged(repository, tag)
+    if digest is None:
+        raise ApiError(404, "tag_not_found", f"no tag {tag!r} in a repository {repository!r}")
+    return list(await store.platforms(digest)) or [(digest, None)]

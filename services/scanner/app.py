@@ -22,11 +22,12 @@ from services.core.web import (
     Job,
 )
 from services.scanner.adapters.sqlite import SqliteScanStore
-from services.scanner.api import SCAN_STORE, VULN_STORE, routes
+from services.scanner.api import RESCAN_SECONDS, SCAN_STORE, VULN_STORE, routes
 from services.scanner.clair import ClairScanner
 from services.scanner.consumers import REGISTRY_EVENTS, ScanConsumer, ScanPublisher
 from services.scanner.harbor import app as harbor_app
 from services.scanner.harbor.client import HarborAdapterClient
+from services.scanner.limits import ScanLimits
 from services.scanner.matcher import OsvMatcher, Rematcher
 from services.scanner.ports import Matcher, RemoteScanner, ScanStore
 from services.scanner.scans import ScanWorkers
@@ -64,6 +65,7 @@ async def _scanner_ctx(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(config))
         app[SCAN_STORE] = store
+        app[RESCAN_SECONDS] = config.scanner.rescan_seconds
         # Opened whatever the backend: aliases for GET /api/v1/vulnerabilities/{id}/images and
         # the Harbor adapter API use it too. An empty one makes scans say "inventory only".
         vulns = await stack.enter_async_context(open_vulndb(config))
@@ -75,6 +77,7 @@ async def _scanner_ctx(app: web.Application) -> AsyncIterator[None]:
             matcher=matcher,
             remote=remote,
             publish=ScanPublisher(app[EVENT_LOG]),
+            limits=ScanLimits.from_config(config.scanner),
             concurrency=config.scanner.concurrency,
             timeout=config.scanner.timeout_seconds,
         )

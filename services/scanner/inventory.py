@@ -13,13 +13,14 @@ and one reinstalled later counts from the reinstalling layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
+from typing import Any
 
 from services.scanner.detectors import DETECTORS, Detector, LayerFile
 from services.scanner.layers import FileView, LayerContents
-from services.scanner.models import Inventory, Package
+from services.scanner.models import Distribution, Inventory, Package
 
-__all__ = ["build_inventory"]
+__all__ = ["build_inventory", "inventory_from_json", "inventory_to_json"]
 
 
 def build_inventory(
@@ -55,6 +56,25 @@ def build_inventory(
         packages=tuple(packages),
         detectors={d.name: d.version for d in detectors},
         warnings=tuple(warnings),
+    )
+
+
+def inventory_to_json(inventory: Inventory) -> dict[str, Any]:
+    return {
+        "distribution": asdict(inventory.distribution) if inventory.distribution else None,
+        "packages": [asdict(package) for package in inventory.packages],
+        "detectors": dict(inventory.detectors),
+        "warnings": list(inventory.warnings),
+    }
+
+
+def inventory_from_json(data: dict[str, Any]) -> Inventory:
+    distribution = data.get("distribution")
+    return Inventory(
+        distribution=Distribution(**distribution) if distribution else None,
+        packages=tuple(Package(**package) for package in data["packages"]),
+        detectors=dict(data.get("detectors", {})),
+        warnings=tuple(data.get("warnings", ())),
     )
 
 

@@ -12,9 +12,10 @@ under ``dir``. ``FileView.apply`` merges layers bottom-up with those rules, so d
 the image's final filesystem, each file attributed to the layer it came from.
 
 Hostile archives give a ``LayerError`` naming the problem (corrupt or truncated compression,
-not a tar, wrong digest) or a warning for entries that are skipped (``..`` or absolute names,
-absurdly deep paths, files over a cap); nothing here recurses over the path depth or buffers a
-whole layer.
+not a tar, wrong digest), ``Refused`` when they go over the scan's ``Budget``
+(services/scanner/limits.py: bytes unpacked, entries, kept bytes), or a warning for entries that
+are skipped (``..`` or absolute names, absurdly deep paths, files over a cap); nothing here
+recurses over the path depth or buffers a whole layer.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ import zstandard
 
 from services.scanner.chunks import ChunkSource, StreamError, read_in_thread
 from services.scanner.detectors.base import Detector, LayerFile
+from services.scanner.limits import Budget
 
 __all__ = [
     "LAYER_MEDIA_TYPES",
-    "MAX_KEPT_BYTES",
     "FileView",
     "LayerContents",
     "LayerError",
@@ -61,11 +62,6 @@ OPAQUE_MARKER = ".wh..wh..opq"
 # Deeper or longer names than any real filesystem holds (Linux PATH_MAX is 4096) are skipped.
 MAX_PATH_DEPTH = 256
 MAX_PATH_LENGTH = 4096
-# The most file content one scan keeps in memory, over all its layers: each detector caps one
-# file, but a hostile layer can hold thousands of wanted files (``var/lib/dpkg/status.d/*``,
-# every ``package.json``), each a few kilobytes of gzip that inflate to the cap. Real images
-# keep a few megabytes.
-MAX_KEPT_BYTES = 256 << 20
 # The largest pax extended header or GNU long name/link entry read: tarfile reads these whole
 # into memory before the entry they describe, so a hostile layer could claim gigabytes. Real
 # ones hold a path (PATH_MAX 4096) and a few xattrs (64 KiB each at most, Linux xattr(7)).
@@ -86,10 +82,12 @@ class LayerError(Exception):
 
 
 class Selector:
-    """Which paths any detector wants, and the largest size any of them would read."""
+    """Which paths any detector wants, and the largest size any of them would read (at most
+    ``file_bytes``)."""
 
-    def __init__(self, detectors: Sequence[Detector]) -> None:
+    def __init__(self, detectors: Sequence[Detector], file_bytes: int | None = None) -> None:
         self._detectors = tuple(detectors)
+        self._file_bytes = file_bytes
         # One alternation, one regex call per tar entry: the hot path of a large layer.
         self._any = re.compile("|".join(f"(?:{d.pattern})" for d in detectors) or "(?!)")
 
@@ -97,7 +95,8 @@ class Selector:
         """None when no detector wants ``path``, else the largest size one of them reads."""
         if self._any.fullmatch(path) is None:
             return None
-        return max(d.max_bytes for d in self._detectors if d.wants(path))
+        cap = max(d.max_bytes for d in self._detectors if d.wants(path))
+        return cap if self._file_bytes is None else min(cap, self._file_bytes)
 
 
 @dataclass
@@ -112,8 +111,6 @@ class LayerContents:
     # Directories whose lower-layer contents are hidden ("" is the root).
     opaque: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
-    # Bytes of file content held in ``files`` (hard links share their target's).
-    kept_bytes: int = 0
 
 
 class FileView:
@@ -148,7 +145,7 @@ async def read_layer(
     digest: str,
     media_type: str,
     selector: Selector,
-    budget: int = MAX_KEPT_BYTES,
+    budget: Budget | None = None,
 ) -> LayerContents:
     """Stream one layer blob through decompression and the tar reader.
 
@@ -156,17 +153,19 @@ async def read_layer(
     through a bounded queue (``services.scanner.chunks``), so the event loop only moves chunks.
     The blob must hash to ``digest`` (sha256), or the layer is refused: a scan of other bytes
     would be a wrong report.
-    A layer whose wanted files add up to more than ``budget`` bytes is refused too.
+    What the layer costs is charged to ``budget`` (the scan's, shared by its layers; a fresh
+    default one when None), and going over it raises ``Refused``.
     """
     if media_type not in LAYER_MEDIA_TYPES:
         raise LayerError(f"layer {digest}: media type {media_type!r} is not a filesystem layer")
+    spent = budget or Budget()
     return await read_in_thread(
-        chunks, lambda source: _read_tar(source, digest, selector, budget),
+        chunks, lambda source: _read_tar(source, digest, selector, spent),
         name=f"layer-pump-{digest[:19]}")
 
 
 def _read_tar(
-    source: ChunkSource, digest: str, selector: Selector, budget: int
+    source: ChunkSource, digest: str, selector: Selector, budget: Budget
 ) -> LayerContents:
     head = source.peek(len(_ZSTD_MAGIC))
     stream: _Readable
@@ -181,7 +180,7 @@ def _read_tar(
     else:
         compression, stream = "tar", source
     contents = LayerContents(digest)
-    tracked = _Tracked(stream)
+    tracked = _Tracked(stream, source, budget, digest)
     try:
         with tarfile.open(  # type: ignore[call-overload]  # typeshed wants an IO, read() is all
             fileobj=tracked, mode="r|", tarinfo=_BoundedTarInfo,
@@ -235,21 +234,30 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
 
 class _Tracked:
-    """The decompressed stream as tarfile reads it, remembering the last two reads.
+    """The decompressed stream as tarfile reads it, remembering the last two reads, and
+    charging what is read and decompressed to the budget.
 
     tarfile's stream reads ``bufsize`` bytes at a time (its default record size: a larger one
     makes every 512-byte header read copy the rest of the buffer) and never further ahead than
     one read, so the block where it stopped is always within the last two.
     """
 
-    def __init__(self, stream: _Readable) -> None:
+    def __init__(self, stream: _Readable, source: ChunkSource, budget: Budget,
+                 digest: str) -> None:
         self._stream = stream
+        self._source = source
+        self._budget = budget
+        self._digest = digest
+        self._received = 0
         self.position = 0
         self._previous = (0, b"")
         self._last = (0, b"")
 
     def read(self, size: int = -1, /) -> bytes:
         data = self._stream.read(size)
+        # Compressed bytes count too: empty gzip members inflate to nothing, forever.
+        received, self._received = self._source.size - self._received, self._source.size
+        self._budget.read(len(data) + received, self._digest)
         self._previous, self._last = self._last, (self.position, data)
         self.position += len(data)
         return data
@@ -286,7 +294,7 @@ class _Skipped:
 
 
 def _walk(
-    archive: tarfile.TarFile, contents: LayerContents, selector: Selector, budget: int
+    archive: tarfile.TarFile, contents: LayerContents, selector: Selector, budget: Budget
 ) -> None:
     traversal = _Skipped("with '..' in their names")
     absolute = _Skipped("with absolute names")
@@ -296,6 +304,7 @@ def _walk(
         # Stream mode still appends every header to ``members``; a layer of a million files
         # would hold them all. Nothing here looks back, so drop them as we go.
         archive.members.clear()  # type: ignore[attr-defined]  # not in typeshed, but public
+        budget.entry(contents.digest)
         path = _normalise(member.name, traversal, absolute, deep)
         if path is None:
             continue
@@ -329,17 +338,13 @@ def _keep(
     cap: int,
     contents: LayerContents,
     oversized: list[str],
-    budget: int,
+    budget: Budget,
 ) -> None:
     digest = contents.digest
     if member.isreg():
         content = None
         if member.size <= cap:
-            if contents.kept_bytes + member.size > budget:
-                raise LayerError(f"layer {digest}: the files the detectors read add up to more"
-                                 f" than {budget} bytes (at {path!r}); no real image holds that"
-                                 " much package metadata, so the layer is refused")
-            contents.kept_bytes += member.size
+            budget.keep(member.size, digest, path)
             extracted = archive.extractfile(member)
             content = extracted.read() if extracted is not None else b""
             if len(content) != member.size:
@@ -354,6 +359,9 @@ def _keep(
         # A hard link points at an earlier entry of the same layer (image-spec layer.md).
         target = contents.files.get(member.linkname.lstrip("/"))
         if target is not None:
+            # The bytes are shared, but each link is one more file every detector parses (and
+            # decodes into a copy): a thousand links to one file cost a thousand files.
+            budget.keep(target.size if target.content is not None else 0, digest, path)
             contents.files[path] = LayerFile(path, digest, target.size, target.content)
             return
     # A symlink, device or dangling link where a wanted file was: the lower file is gone.

@@ -3,7 +3,8 @@
 States (``models.ScanStatus``)::
 
     queued ──▶ scanning ──▶ done            (inventory, findings; reason notes "inventory only")
-      ▲            │  └──▶ failed(reason)   (registry, layer or matcher trouble, timeout)
+      ▲            │  └──▶ failed(reason)   (registry, layer or matcher trouble, over a budget
+      │            │                         of services/scanner/limits.py, timeout)
       │            └────▶ unsupported(reason)  (Helm chart, signature, SBOM, attestation …)
       └── rescan (POST /api/v1/scans) from done, failed or unsupported; ``scanning`` left by a
           stopped process goes back to ``queued`` at start.
@@ -18,34 +19,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from services.core.registry import ManifestNotFound, RegistryClient, RegistryError
 from services.ingest.manifests import (
     ArtifactKind,
-    Descriptor,
     InvalidManifestError,
     ManifestInfo,
     SchemaKind,
     describe,
 )
-from services.scanner.detectors import DETECTORS, Detector
-from services.scanner.inventory import build_inventory
-from services.scanner.layers import (
-    MAX_KEPT_BYTES,
-    LayerContents,
-    LayerError,
-    Selector,
-    read_layer,
-)
+from services.scanner.limits import ScanLimits
 from services.scanner.matcher import NoVulnerabilityData
 from services.scanner.models import (
-    Distribution,
     Finding,
     ImageRef,
-    Inventory,
     LayerRef,
     Package,
     ScanRecord,
@@ -53,6 +44,7 @@ from services.scanner.models import (
     Severity,
 )
 from services.scanner.ports import Matcher, RemoteScanner, ScanStore
+from services.scanner.sandbox import SandboxError, read_inventory
 
 __all__ = [
     "TRANSITIONS",
@@ -61,11 +53,11 @@ __all__ = [
     "check_transition",
     "findings_from_json",
     "findings_to_json",
-    "inventory_from_json",
-    "inventory_to_json",
     "is_stale",
     "matched",
-    "read_inventory",
+    "public_reason",
+    "rescan_wait",
+    "seen_from",
     "summary",
 ]
 
@@ -108,31 +100,46 @@ def matched(record: ScanRecord) -> bool:
     return record.status == "done" and record.reason != INVENTORY_ONLY
 
 
+def seen_from(record: ScanRecord, repository: str) -> ScanRecord:
+    """The record as a reader of ``repository`` sees it.
+
+    One manifest may be in several repositories and has one scan, which names the repository
+    its layers were read from; a reader of another repository holding the same manifest must
+    not learn that name (it may be private), so it reads as theirs, reason included.
+    """
+    if record.repository == repository:
+        return record
+    reason = record.reason and record.reason.replace(record.repository, repository)
+    return replace(record, repository=repository, reason=reason)
+
+
+# The scheme and authority of a URL in a failure reason: the registry's, Clair's or an
+# adapter's address inside the deployment, no business of whoever may read the scan (the log
+# keeps it); the path stays, it names the repository and blob.
+_ADDRESS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s'\"<>()]+")
+
+
+def public_reason(reason: str) -> str:
+    """A failure reason fit for every reader of the scan: addresses replaced."""
+    return _ADDRESS.sub("<internal address>", reason)
+
+
+def rescan_wait(record: ScanRecord | None, now: float, interval: float) -> float:
+    """Seconds until a rescan may queue ``record`` again (0: now). A queued or running scan is
+    never queued twice, and one queued less than ``interval`` seconds ago waits out the rest:
+    a rescan downloads every layer again."""
+    if record is None:
+        return 0.0
+    wait = max(0.0, record.queued_at + interval - now)
+    return max(wait, 1.0) if record.status in {"queued", "scanning"} else wait
+
+
 def summary(findings: Sequence[Finding]) -> dict[str, int]:
     """Findings counted by severity label, every label present (zeros included)."""
     counts = {severity.label: 0 for severity in Severity}
     for finding in findings:
         counts[finding.severity.label] += 1
     return counts
-
-
-def inventory_to_json(inventory: Inventory) -> dict[str, Any]:
-    return {
-        "distribution": asdict(inventory.distribution) if inventory.distribution else None,
-        "packages": [asdict(package) for package in inventory.packages],
-        "detectors": dict(inventory.detectors),
-        "warnings": list(inventory.warnings),
-    }
-
-
-def inventory_from_json(data: dict[str, Any]) -> Inventory:
-    distribution = data.get("distribution")
-    return Inventory(
-        distribution=Distribution(**distribution) if distribution else None,
-        packages=tuple(Package(**package) for package in data["packages"]),
-        detectors=dict(data.get("detectors", {})),
-        warnings=tuple(data.get("warnings", ())),
-    )
 
 
 def findings_to_json(findings: Sequence[Finding]) -> list[dict[str, Any]]:
@@ -163,26 +170,6 @@ def findings_from_json(data: list[dict[str, Any]]) -> tuple[Finding, ...]:
     )
 
 
-async def read_inventory(
-    registry: RegistryClient,
-    repository: str,
-    layers: Sequence[Descriptor],
-    selector: Selector,
-    detectors: Sequence[Detector],
-) -> Inventory:
-    """An image's inventory: each layer streamed from the registry in order (nothing on disk),
-    the files the detectors want kept, then whiteouts applied and the detectors run."""
-    contents: list[LayerContents] = []
-    for layer in layers:
-        # One budget for the whole image: every layer's kept files are held until the end.
-        budget = MAX_KEPT_BYTES - sum(kept.kept_bytes for kept in contents)
-        async with registry.blob(repository, layer.digest) as chunks:
-            contents.append(await read_layer(chunks, digest=layer.digest,
-                                             media_type=layer.media_type,
-                                             selector=selector, budget=budget))
-    return await asyncio.to_thread(build_inventory, contents, detectors)
-
-
 class ScanWorkers:
     """Claims queued scans from the store and runs them, ``concurrency`` at a time."""
 
@@ -194,7 +181,7 @@ class ScanWorkers:
         matcher: Matcher | None,
         remote: RemoteScanner | None = None,
         publish: Publish | None = None,
-        detectors: Sequence[Detector] = DETECTORS,
+        limits: ScanLimits | None = None,
         concurrency: int = 2,
         timeout: float = 1800,
     ) -> None:
@@ -203,8 +190,7 @@ class ScanWorkers:
         self._matcher = matcher
         self._remote = remote
         self._publish = publish
-        self._detectors = tuple(detectors)
-        self._selector = Selector(detectors)
+        self._limits = limits or ScanLimits()
         self._concurrency = concurrency
         self._timeout = timeout
         self._resumed = False
@@ -247,17 +233,21 @@ class ScanWorkers:
             async with asyncio.timeout(self._timeout):
                 return await self._scan(record)
         except TimeoutError:
-            return await self._store.finish(
-                record.digest, "failed", reason=f"scan timed out after {self._timeout:.0f} s")
-        except (RegistryError, LayerError, InvalidManifestError) as exc:
-            return await self._store.finish(record.digest, "failed", reason=str(exc))
+            return await self._fail(record, f"scan timed out after {self._timeout:.0f} s")
+        except (RegistryError, SandboxError, InvalidManifestError) as exc:
+            return await self._fail(record, str(exc))
         except InvalidTransition:
             raise
         except Exception as exc:
             log.exception("scan failed", extra={"digest": record.digest})
-            return await self._store.finish(
-                record.digest, "failed",
-                reason=f"internal error ({type(exc).__name__}); the server log has details")
+            return await self._fail(
+                record, f"internal error ({type(exc).__name__}); the server log has details")
+
+    async def _fail(self, record: ScanRecord, reason: str) -> ScanRecord:
+        public = public_reason(reason)
+        if public != reason:
+            log.warning("scan failed: %s", reason, extra={"digest": record.digest})
+        return await self._store.finish(record.digest, "failed", reason=public)
 
     async def _scan(self, record: ScanRecord) -> ScanRecord | None:
         repository, digest = record.repository, record.digest
@@ -284,7 +274,7 @@ class ScanWorkers:
         if self._remote is not None:
             return await self._remote_scan(record, info)
         inventory = await read_inventory(self._registry, repository, info.layers,
-                                         self._selector, self._detectors)
+                                         self._limits)
         findings = None
         if self._matcher is not None:
             with contextlib.suppress(NoVulnerabilityData):
@@ -309,7 +299,5 @@ class ScanWorkers:
         try:
             findings = await remote.scan(image)
         except Exception as exc:  # noqa: BLE001 - the backend's own words become the reason
-            return await self._store.finish(
-                record.digest, "failed",
-                reason=f"{type(remote).__name__}: {exc}")
+            return await self._fail(record, f"{type(remote).__name__}: {exc}")
         return await self._store.finish(record.digest, "done", findings=findings)

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import time
@@ -12,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,6 +26,7 @@ from services.core.registry import (
     RegistryClient,
     RegistryError,
     RegistryUnreachable,
+    ResponseTooLarge,
     parse_bearer_challenge,
 )
 from services.ingest.manifests import ArtifactKind, SchemaKind, describe
@@ -36,6 +40,7 @@ from tests.support.images import (
 from tests.support.registry import (
     RegistryProcess,
     free_port,
+    plant_manifest,
     require_registry_tools,
     skopeo_copy,
 )
@@ -151,6 +156,61 @@ async def test_unknown_manifest_is_manifest_not_found(client):
     assert (by_tag.value.status, by_tag.value.code) == (404, "MANIFEST_UNKNOWN")
     assert (by_digest.value.status, by_digest.value.code) == (404, "MANIFEST_UNKNOWN")
     assert "no-such-tag" in str(by_tag.value)
+
+
+def huge_manifest(size: int) -> bytes:
+    """An OCI manifest of about ``size`` bytes (one enormous annotation)."""
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                  "digest": MISSING_DIGEST, "size": 2},
+                       "layers": [], "annotations": {"pad": "x" * size}}).encode()
+
+
+async def test_a_manifest_just_under_4_mib_is_read(registry):
+    """Registry 2.8 itself serves no manifest over 4 MiB ("storage: read exceeds limit"): the
+    client's cap is for registries that do, stand-ins or compromised ones (below)."""
+    under = plant_manifest(registry.storage, "team/huge", "under", huge_manifest((4 << 20) - 4096))
+    async with RegistryClient(registry.url, timeout=5) as client:
+        assert (await client.get_manifest("team/huge", "under")).digest == under
+
+
+class OversizedServer:
+    """Not a registry: answers any manifest GET with a body over the cap, with its length
+    declared or streamed chunk by chunk without end; counts what it managed to send."""
+
+    def __init__(self, *, declared: bool) -> None:
+        self.declared = declared
+        self.sent = 0
+
+    async def manifest(self, request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": OCI_MANIFEST}
+        if self.declared:
+            return web.Response(body=huge_manifest(5 << 20), headers=headers)
+        response = web.StreamResponse(headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while self.sent < 1 << 30:
+                await response.write(b" " * 65536)
+                self.sent += 65536
+        return response
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_manifest_over_4_mib_is_refused_while_it_streams(declared):
+    fake = OversizedServer(declared=declared)
+    app = web.Application()
+    app.router.add_get("/v2/team/app/manifests/{reference}", fake.manifest)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with RegistryClient(str(server.make_url("")), timeout=5) as client:
+            with pytest.raises(ResponseTooLarge, match="over the 4194304-byte limit"):
+                await client.get_manifest("team/app", "1")
+    finally:
+        await server.close()
+    # Stopped at the cap, give or take what the socket buffers held: not a gigabyte.
+    assert fake.sent < 64 << 20
 
 
 @pytest.mark.parametrize("page_size", [1, 2, 5, 100])

@@ -19,12 +19,14 @@ ADMIN = ADMIN_CREDS
 
 
 def initialised_for_scans(data_dir: Path, **overrides: str) -> Config:
-    """A data directory whose scans are picked up within 0.2 s; ``overrides`` as
-    ``tests.support.dockyard.initialised`` takes them (``scanner_backend="clair"``)."""
+    """A data directory whose scans are picked up within 0.2 s and may be rescanned at once;
+    ``overrides`` as ``tests.support.dockyard.initialised`` takes them
+    (``scanner_backend="clair"``)."""
     require_registry_tools()
     overrides.setdefault("scanner_poll_seconds", "0.2")
     # The admin pushes straight into team/…: the push creates the namespace.
     overrides.setdefault("auth_create_namespace_on_push", "true")
+    overrides.setdefault("scanner_rescan_seconds", "0")
     return initialised(data_dir, f"http://127.0.0.1:{free_port()}", **overrides)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from services.scanner.detectors.base import Detected, Detector, LayerFile
 from services.scanner.layers import FileView, LayerContents, LayerError, Selector, read_layer
+from services.scanner.limits import Budget, Refused, ScanLimits
 from tests.scanner.layer_builder import Entry, chunks, digest_of, tar_bytes, tar_gz, tar_zstd
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -64,12 +65,13 @@ async def test_wanted_files_beyond_the_budget_refuse_the_layer() -> None:
     # Many small wanted files that each pass their detector's cap but together would not fit:
     # a decompression bomb aimed at memory, not at one file's cap.
     blob = tar_gz([(f"etc/f{i}", b"x" * 64) for i in range(4)])
-    within = await read_layer(chunks(blob, 1000), digest=digest_of(blob), media_type=GZIP,
-                              selector=SELECTOR, budget=256)
-    assert within.kept_bytes == 256
-    with pytest.raises(LayerError, match=r"add up to more than 255 bytes \(at 'etc/f3'\)"):
+    within = Budget(ScanLimits(kept_bytes=256))
+    await read_layer(chunks(blob, 1000), digest=digest_of(blob), media_type=GZIP,
+                     selector=SELECTOR, budget=within)
+    assert within.kept == 256
+    with pytest.raises(Refused, match=r"add up to more than 255 bytes \(at 'etc/f3'\)"):
         await read_layer(chunks(blob, 1000), digest=digest_of(blob), media_type=GZIP,
-                         selector=SELECTOR, budget=255)
+                         selector=SELECTOR, budget=Budget(ScanLimits(kept_bytes=255)))
 
 
 @pytest.mark.parametrize("tar_format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])

@@ -14,6 +14,7 @@ from services.ingest.activity import scan_activity
 from services.ingest.api import activity_json
 from services.scanner.adapters.sqlite import SqliteScanStore
 from services.scanner.consumers import ScanConsumer, scan_event
+from services.scanner.inventory import inventory_from_json, inventory_to_json
 from services.scanner.models import Distribution, Finding, Inventory, Package, ScanRecord, Severity
 from services.scanner.sbom import purl
 from services.scanner.scans import (
@@ -21,9 +22,9 @@ from services.scanner.scans import (
     check_transition,
     findings_from_json,
     findings_to_json,
-    inventory_from_json,
-    inventory_to_json,
     is_stale,
+    public_reason,
+    rescan_wait,
     summary,
 )
 from tests.factories import DIGEST_A, DIGEST_B, OCI_MANIFEST, event_dict
@@ -55,6 +56,28 @@ def test_transitions(current, new, allowed) -> None:
     else:
         with pytest.raises(InvalidTransition, match=f"to {new}"):
             check_transition(current, new)
+
+
+@pytest.mark.parametrize(("status", "queued_ago", "wait"), [
+    ("done", 100.0, 0.0), ("failed", 45.0, 15.0), ("unsupported", 60.0, 0.0),
+    # Queued or running: never queued twice, even long after.
+    ("queued", 1000.0, 1.0), ("scanning", 10.0, 50.0),
+])
+def test_a_rescan_waits_for_the_running_scan_and_the_interval(
+    status: str, queued_ago: float, wait: float
+) -> None:
+    record = ScanRecord(DIGEST_A, "team/app", status, None,  # type: ignore[arg-type]
+                        queued_at=1000.0 - queued_ago, updated_at=1000.0)
+    assert rescan_wait(record, 1000.0, 60.0) == wait
+    assert rescan_wait(None, 1000.0, 60.0) == 0.0
+
+
+def test_a_public_reason_names_no_address() -> None:
+    reason = ("GET http://registry.internal:5000/v2/team/app/blobs/x: registry unreachable"
+              " (ConnectError('https://10.0.0.7/')); check that it runs")
+    assert public_reason(reason) == (
+        "GET <internal address>/v2/team/app/blobs/x: registry unreachable"
+        " (ConnectError('<internal address>/')); check that it runs")
 
 
 def test_summary_counts_every_severity_label() -> None:

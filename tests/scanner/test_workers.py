@@ -107,6 +107,9 @@ async def test_an_unreachable_registry_fails_the_scan_and_it_can_be_retried(
     assert record is not None
     assert record.status == "failed"
     assert "registry unreachable" in (record.reason or "")
+    # The registry's internal address stays in the server log, not in what readers see.
+    assert "127.0.0.1:9" not in (record.reason or "")
+    assert "<internal address>" in (record.reason or "")
     assert await store.queue(digest, "team/app", again=True)
 
 

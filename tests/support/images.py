@@ -35,6 +35,7 @@ __all__ = [
     "build_oci_artifact",
     "build_oci_image",
     "build_oci_index",
+    "build_raw_image",
     "read_blob",
     "read_json_blob",
     "tar_layer",
@@ -81,6 +82,20 @@ def build_oci_image(
     descriptor = _write_image(
         root, layers, os_name=os, architecture=architecture, variant=variant, salt=salt,
     )
+    _tag(root, tag, descriptor)
+    return str(descriptor["digest"])
+
+
+def build_raw_image(
+    layout: Path | str, tag: str, blobs: Sequence[tuple[str, bytes]], *, salt: str = ""
+) -> str:
+    """Write an image whose layers are given as (media type, blob) as they are: hostile or
+    odd layers a well-formed builder cannot make. The config's diff ids are the blobs' own
+    digests (nothing checks them on the way to the registry); return the manifest digest."""
+    root = _init_layout(layout)
+    layers = [_put_blob(root, media_type, blob) for media_type, blob in blobs]
+    descriptor = _put_image(root, layers, [layer["digest"] for layer in layers],
+                            os_name="linux", architecture="amd64", variant=None, salt=salt)
     _tag(root, tag, descriptor)
     return str(descriptor["digest"])
 
@@ -267,6 +282,20 @@ def _write_image(
         compressed = tar_layer(files)
         diff_ids.append(_digest(gzip.decompress(compressed)))
         layer_descriptors.append(_put_blob(root, OCI_LAYER_GZIP, compressed))
+    return _put_image(root, layer_descriptors, diff_ids, os_name=os_name,
+                      architecture=architecture, variant=variant, salt=salt)
+
+
+def _put_image(
+    root: Path,
+    layer_descriptors: Sequence[Descriptor],
+    diff_ids: Sequence[str],
+    *,
+    os_name: str,
+    architecture: str,
+    variant: str | None,
+    salt: str,
+) -> Descriptor:
     config: dict[str, Any] = {
         "created": EPOCH,
         "architecture": architecture,
@@ -275,8 +304,9 @@ def _write_image(
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Labels": {"org.dockyard.test.salt": salt},
         },
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": EPOCH, "created_by": "tests.support.images"} for _ in layers],
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        "history": [{"created": EPOCH, "created_by": "tests.support.images"}
+                    for _ in layer_descriptors],
     }
     if variant is not None:
         config["variant"] = variant
@@ -284,7 +314,7 @@ def _write_image(
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": _put_blob(root, OCI_CONFIG, _json_bytes(config)),
-        "layers": layer_descriptors,
+        "layers": list(layer_descriptors),
     }
     return _put_json(root, OCI_MANIFEST, manifest)
 

@@ -8,6 +8,7 @@ The registry's log goes to a file so a failed start or test can show its tail.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,7 @@ __all__ = [
     "RegistryProcess",
     "SkopeoError",
     "free_port",
+    "plant_manifest",
     "require_registry_tools",
     "skopeo_copy",
     "skopeo_delete",
@@ -263,3 +265,21 @@ def _skopeo(args: list[str], timeout: float) -> None:
             f"{' '.join(command)} failed with status {result.returncode}:\n"
             f"{result.stderr.decode(errors='replace')}"
         )
+
+
+def plant_manifest(storage: Path, repository: str, tag: str, body: bytes) -> str:
+    """Write a manifest straight into a registry's filesystem storage, tagged, as distribution
+    lays it out (registry/storage/paths.go): for what no client can push, such as a manifest
+    over the 4 MiB the registry refuses on PUT. Returns its digest."""
+    hex_digest = hashlib.sha256(body).hexdigest()
+    digest = f"sha256:{hex_digest}"
+    root = storage / "docker" / "registry" / "v2"
+    blob = root / "blobs" / "sha256" / hex_digest[:2] / hex_digest / "data"
+    manifests = root / "repositories" / repository / "_manifests"
+    links = [manifests / "revisions" / "sha256" / hex_digest / "link",
+             manifests / "tags" / tag / "current" / "link",
+             manifests / "tags" / tag / "index" / "sha256" / hex_digest / "link"]
+    for path, content in [(blob, body), *((link, digest.encode()) for link in links)]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return digest

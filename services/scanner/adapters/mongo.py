@@ -18,14 +18,13 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from services.core.mongo import Document, MongoDatabase
+from services.scanner.inventory import inventory_from_json, inventory_to_json
 from services.scanner.models import Finding, Inventory, ScanRecord, ScanStatus
 from services.scanner.scans import (
     INVENTORY_ONLY,
     check_transition,
     findings_from_json,
     findings_to_json,
-    inventory_from_json,
-    inventory_to_json,
 )
 
 __all__ = ["MongoScanStore"]

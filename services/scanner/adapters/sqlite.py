@@ -8,14 +8,13 @@ import time
 from collections.abc import Sequence
 
 from services.core.sqlite import SqliteStore
+from services.scanner.inventory import inventory_from_json, inventory_to_json
 from services.scanner.models import Finding, Inventory, ScanRecord, ScanStatus
 from services.scanner.scans import (
     INVENTORY_ONLY,
     check_transition,
     findings_from_json,
     findings_to_json,
-    inventory_from_json,
-    inventory_to_json,
 )
 
 __all__ = ["SqliteScanStore"]

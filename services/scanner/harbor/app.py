@@ -15,6 +15,7 @@ from services.scanner.api import VULN_STORE
 from services.scanner.harbor.api import HARBOR_JOBS, HARBOR_TOKEN, routes
 from services.scanner.harbor.service import AdapterJobs, scan_artifact
 from services.scanner.harbor.wire import ScanRequest
+from services.scanner.limits import ScanLimits
 from services.scanner.matcher import OsvMatcher
 from services.scanner.models import Finding
 
@@ -30,9 +31,11 @@ async def _adapter_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[HARBOR_TOKEN] = config.harbor.api_token.get_secret_value()
     matcher = OsvMatcher(app[VULN_STORE])
+    limits = ScanLimits.from_config(config.scanner)
 
     async def scan(request: ScanRequest) -> list[Finding]:
-        return await scan_artifact(request, matcher, timeout=config.registry.timeout_seconds)
+        return await scan_artifact(request, matcher, timeout=config.registry.timeout_seconds,
+                                   limits=limits)
 
     jobs = AdapterJobs(scan, concurrency=config.scanner.concurrency,
                        timeout=config.scanner.timeout_seconds)

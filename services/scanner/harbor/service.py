@@ -4,8 +4,9 @@ Harbor sends the registry URL and an ``authorization`` (robot credentials, ``Bas
 token, ``Bearer …``); the adapter reads the artifact from *that* registry with it, exactly as
 the spec's Registry object describes (scanner-adapter-openapi-v1.1.yaml): Basic credentials are
 exchanged for a token at the realm of the registry's Bearer challenge (docs/spec/auth/token.md).
-Layers are streamed through the same reader and detectors as Dockyard's own scans and the
-inventory matched by the embedded engine.
+Layers are streamed through the same reader, detectors and budgets (a child process per scan,
+services/scanner/sandbox.py) as Dockyard's own scans and the inventory matched by the
+embedded engine.
 
 Jobs live in memory: Harbor polls a report for minutes after asking for it and stores it
 itself, so an adapter restart only makes Harbor ask again. Finished jobs are kept an hour.
@@ -33,13 +34,12 @@ from services.core.registry import (
     parse_bearer_challenge,
 )
 from services.ingest.manifests import ArtifactKind, InvalidManifestError, SchemaKind, describe
-from services.scanner.detectors import DETECTORS
 from services.scanner.harbor.wire import ScanRequest
-from services.scanner.layers import LayerError, Selector
+from services.scanner.limits import ScanLimits
 from services.scanner.matcher import NoVulnerabilityData
 from services.scanner.models import Finding
 from services.scanner.ports import Matcher
-from services.scanner.scans import read_inventory
+from services.scanner.sandbox import SandboxError, read_inventory
 
 __all__ = ["AdapterJobs", "Job", "ScanFailed", "registry_tokens", "scan_artifact"]
 
@@ -100,7 +100,7 @@ class AdapterJobs:
                 job.findings = await self._scan(job.request)
         except TimeoutError:
             job.status, job.error = "failed", f"scan timed out after {self._timeout:.0f} s"
-        except (ScanFailed, RegistryError, LayerError, InvalidManifestError) as exc:
+        except (ScanFailed, RegistryError, SandboxError, InvalidManifestError) as exc:
             job.status, job.error = "failed", str(exc)
         except Exception as exc:
             log.exception("harbor scan failed", extra={"digest": job.request.digest})
@@ -151,7 +151,8 @@ def registry_tokens(
 
 
 async def scan_artifact(
-    request: ScanRequest, matcher: Matcher, *, timeout: float = 30.0
+    request: ScanRequest, matcher: Matcher, *, timeout: float = 30.0,
+    limits: ScanLimits | None = None,
 ) -> list[Finding]:
     """Read the image from Harbor's registry, find its packages, match them.
 
@@ -170,7 +171,7 @@ async def scan_artifact(
         if info.schema == SchemaKind.INDEX or info.kind != ArtifactKind.IMAGE:
             raise ScanFailed(f"{request.digest} is not a container image manifest")
         inventory = await read_inventory(registry, request.repository, info.layers,
-                                         Selector(DETECTORS), DETECTORS)
+                                         limits or ScanLimits())
     try:
         return await matcher.match(inventory)
     except NoVulnerabilityData as exc:

@@ -4,8 +4,17 @@
 table of ``(hnum, blob)``; each blob is an rpm header without its lead (rpm's
 docs/manual/format_header.md, lib/header.c ``headerImport``): two big-endian int32s, the index
 entry count ``il`` and data length ``dl``, then ``il`` entries of (tag, type, offset, count)
-and ``dl`` bytes of data. The database is opened from memory (``sqlite3.deserialize``), never
-from disk.
+and ``dl`` bytes of data.
+
+The database is untrusted input, and an SQLite file is a program: ``Packages`` can be a view
+over a recursive CTE that never ends and spills its sort to temporary files. So it is opened
+from memory (``sqlite3.deserialize``, never written to disk, so there is no file to open
+``immutable``), read-only (``query_only``), with temporary storage in memory, no attached
+databases, ``trusted_schema`` off, an authorizer that allows exactly one statement shape (a
+SELECT of the ``hnum`` and ``blob`` columns of a real ``Packages`` table: no view, no function,
+no recursion, no generated column) and a progress handler that aborts after ``MAX_STEPS``
+virtual-machine steps. A database that trips any fails the scan (``Refused``); the scan's
+process has a memory limit besides (services/scanner/sandbox.py).
 
 Older databases cannot be read here and are reported, not silently skipped: Berkeley DB
 (``Packages``, RHEL ≤ 8, CentOS 7/8, Amazon Linux 2) needs a hash-database page reader (the
@@ -20,6 +29,7 @@ import struct
 from collections.abc import Sequence
 
 from services.scanner.detectors.base import Detected, Detector, LayerFile, too_large
+from services.scanner.limits import Refused
 from services.scanner.models import Package
 
 __all__ = ["DETECTOR", "parse_header", "scan"]
@@ -41,6 +51,11 @@ _ENTRY = struct.Struct(">iiii")
 _PREAMBLE = struct.Struct(">ii")
 _WAL_FLAGS = slice(18, 20)
 _WANTED = frozenset({TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_ARCH, TAG_SOURCERPM})
+_QUERY = "SELECT blob FROM Packages ORDER BY hnum"
+_COLUMNS = frozenset({"hnum", "blob"})
+# Virtual-machine steps the query may take: reading a real 64 MiB rpmdb takes a few million.
+MAX_STEPS = 200_000_000
+_STEPS_PER_CHECK = 10_000
 
 
 class HeaderError(ValueError):
@@ -109,15 +124,70 @@ def _rollback_journal(content: bytes) -> bytes:
     return content
 
 
-def _read_sqlite(file: LayerFile, content: bytes) -> tuple[list[Package], list[str]]:
+class _Guard:
+    """The authorizer and progress handler of one untrusted database, remembering which of
+    them stopped the query."""
+
+    def __init__(self) -> None:
+        self.denied = ""
+        self.checks = 0
+
+    def authorize(self, action: int, arg1: str | None, arg2: str | None, database: str | None,
+                  source: str | None) -> int:
+        """sqlite.org/c3ref/set_authorizer.html; ``source`` names the view or trigger behind an
+        access, which a plain table read never has."""
+        if action == sqlite3.SQLITE_SELECT or (
+                action == sqlite3.SQLITE_READ and arg1 == "Packages" and arg2 in _COLUMNS
+                and database == "main" and source is None):
+            return sqlite3.SQLITE_OK
+        self.denied = self.denied or f"action {action} on {arg1 or arg2!r} via {source!r}"
+        return sqlite3.SQLITE_DENY
+
+    def progress(self) -> int:
+        self.checks += 1
+        return int(self.checks * _STEPS_PER_CHECK > MAX_STEPS)
+
+
+def _query(content: bytes) -> list[tuple[bytes]]:
+    """``_QUERY`` over the database in ``content``, guarded; Refused when the database is built
+    to attack the reader, sqlite3.DatabaseError when it is merely broken."""
     connection = sqlite3.connect(":memory:")
+    guard = _Guard()
     try:
+        connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_BYTES)
+        connection.execute("PRAGMA temp_store = MEMORY")
+        connection.execute("PRAGMA trusted_schema = OFF")
         connection.deserialize(_rollback_journal(content))
-        rows = connection.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
-    except sqlite3.DatabaseError as exc:
-        return [], [f"{NAME}: {file.path} is not a readable rpm SQLite database ({exc})"]
+        connection.execute("PRAGMA query_only = ON")
+        # Generated columns are computed by the schema, out of the authorizer's sight.
+        computed = [row[1] for row in connection.execute("PRAGMA table_xinfo(Packages)")
+                    if row[1] in _COLUMNS and row[6]]
+        if computed:
+            raise Refused(f"its Packages computes {', '.join(computed)}; the image is refused")
+        connection.set_authorizer(guard.authorize)
+        connection.set_progress_handler(guard.progress, _STEPS_PER_CHECK)
+        try:
+            return connection.execute(_QUERY).fetchall()
+        except sqlite3.DatabaseError:
+            if guard.denied:
+                raise Refused(f"its Packages is not a plain table ({guard.denied} denied);"
+                              " the image is refused") from None
+            if guard.checks * _STEPS_PER_CHECK > MAX_STEPS:
+                raise Refused(f"reading it took more than {MAX_STEPS} SQLite steps; the image"
+                              " is refused") from None
+            raise
     finally:
         connection.close()
+
+
+def _read_sqlite(file: LayerFile, content: bytes) -> tuple[list[Package], list[str]]:
+    try:
+        rows = _query(content)
+    except Refused as exc:
+        raise Refused(f"{NAME}: {file.path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        return [], [f"{NAME}: {file.path} is not a readable rpm SQLite database ({exc})"]
     packages, warnings = [], []
     for (blob,) in rows:
         try:
