@@ -64,7 +64,17 @@ class TokenAuthority:
                                      lambda: self.store.namespaces(account, names))
 
     async def grants(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
-        """What ``principal`` gets of each scope asked; scopes granted nothing are left out."""
+        """What ``principal`` gets of each scope asked; scopes granted nothing are left out.
+
+        The answer depends only on the principal (all of it: admin, enabled, credential), the
+        scopes, the namespace records read through the same cache and the static policy, so it
+        is cached beside those records and dropped with them on every identity change: docker
+        asks for the same scopes over and over.
+        """
+        return list(await self._cache.get(("grants", principal, tuple(scopes)),
+                                          lambda: self._decide(principal, scopes)))
+
+    async def _decide(self, principal: Principal, scopes: Sequence[Scope]) -> tuple[Grant, ...]:
         paths = {s: _repository(s.name) for s in scopes if s.type == "repository"}
         wanted = tuple(sorted({namespace_of(p) for p in paths.values() if p is not None}))
         records = await self._namespaces(principal.name, wanted) if wanted else []
@@ -80,7 +90,7 @@ class TokenAuthority:
             actions = grant(scope.actions, allowed)
             if actions:
                 granted.append(Grant(scope.type, scope.name, actions))
-        return granted
+        return tuple(granted)
 
     async def readable_namespaces(self, principal: Principal) -> set[str] | None:
         """The namespaces whose repositories ``principal`` may pull; None means all of them."""

@@ -448,6 +448,26 @@ async def test_a_membership_change_applies_to_the_next_token(world):
     assert await world.access("repository:team/app:pull,push", auth=carl) == {}
 
 
+async def test_a_visibility_change_applies_to_the_next_token(world):
+    """Grants are cached per principal and scopes: a namespace change drops them at once."""
+    for _ in range(2):  # the second answer comes from the cache
+        assert await world.access("repository:team/app:pull") == {}
+    await world.identity.update_namespace(ADMIN, "team", visibility="public")
+    assert await world.access("repository:team/app:pull") == {"team/app": ["pull"]}
+    await world.identity.update_namespace(ADMIN, "team", visibility="private")
+    assert await world.access("repository:team/app:pull") == {}
+
+
+async def test_an_admin_flag_change_applies_to_the_next_token(world):
+    alice = login("alice")
+    for _ in range(2):
+        assert await world.access("registry:catalog:*", auth=alice) == {}
+    await world.identity.set_admin(ADMIN, "alice", admin=True)
+    assert await world.access("registry:catalog:*", auth=alice) == {"catalog": ["*"]}
+    await world.identity.set_admin(ADMIN, "alice", admin=False)
+    assert await world.access("registry:catalog:*", auth=alice) == {}
+
+
 async def test_expired_app_token(world):
     expires = datetime.now(UTC) + timedelta(seconds=1)
     _, secret = await world.identity.create_token(ADMIN, "bob", "brief", expires_at=expires)
