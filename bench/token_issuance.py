@@ -135,7 +135,8 @@ def main() -> None:
         with DockyardServer(config, env=ENV) as dockyard, constant_server() as bare:
             query = httpx.QueryParams({"service": config.auth.service, "scope": SCOPE})
             token_url = f"{dockyard.url}/v2/token?{query}"
-            check_token(token_url, (USER, app_token), config)
+            for secret in (app_token, PASSWORD):  # one argon2 check, not 32 at once
+                check_token(token_url, (USER, secret), config)
             targets = [
                 Target("bare", bare.url, "", bare.pid),
                 Target("app-token", token_url, basic(USER, app_token), dockyard.pid),
