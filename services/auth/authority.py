@@ -25,7 +25,7 @@ from services.auth.policy import (
 )
 from services.auth.ports import AuthStore, NamespaceRecord
 from services.auth.scopes import Scope, parse_scopes
-from services.auth.tokens import Grant, IssuedToken, issue_token
+from services.auth.tokens import Grant, IssuedToken, RecentTokens, issue_token
 from services.core.reference import is_valid_repository, namespace_of, repository_path
 
 __all__ = ["SERVICE_PRINCIPAL", "TokenAuthority", "TokenSettings"]
@@ -56,6 +56,7 @@ class TokenAuthority:
         self._key = key
         self.settings = settings
         self._cache = cache or ReadCache(0)
+        self._recent = RecentTokens()
 
     async def _namespaces(
         self, account: str | None, names: tuple[str, ...] | None
@@ -116,15 +117,17 @@ class TokenAuthority:
     def sign(
         self, principal: Principal, grants: list[Grant], ttl: int | None = None
     ) -> IssuedToken:
-        return issue_token(
+        """A token granting ``grants``; the same one again within its second (RecentTokens)."""
+        now, subject, ttl = int(time.time()), principal.name or "", ttl or self.settings.ttl
+        return self._recent.get(now, subject, tuple(grants), ttl, lambda: issue_token(
             self._key,
             issuer=self.settings.issuer,
             audience=self.settings.service,
-            subject=principal.name or "",
+            subject=subject,
             grants=grants,
-            ttl=ttl or self.settings.ttl,
-            now=int(time.time()),
-        )
+            ttl=ttl,
+            now=now,
+        ))
 
 
 def _repository(name: str) -> str | None:

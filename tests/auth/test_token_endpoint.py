@@ -34,6 +34,7 @@ from services.auth.identity import IdentityService
 from services.auth.keys import libtrust_key_id
 from services.auth.policy import Principal, Visibility
 from services.auth.token_api import RateLimits
+from services.auth.tokens import Grant, IssuedToken, RecentTokens
 from services.core.config import Config
 from services.core.errors import TooManyRequests
 from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
@@ -234,9 +235,51 @@ async def test_the_claims(world):
 
 
 async def test_every_token_has_its_own_jti(world):
-    tokens = await asyncio.gather(*(world.claims("repository:team/app:pull", auth=login("vera"))
-                                    for _ in range(20)))
+    tokens = await asyncio.gather(*(world.claims(f"repository:team/app{i}:pull",
+                                                 auth=login("vera")) for i in range(20)))
     assert len({claims["jti"] for claims in tokens}) == 20
+
+
+async def test_the_same_request_within_a_second_gets_the_same_token(world):
+    """Only the signature is saved (RecentTokens): the same token, not a new one sharing a jti,
+    and only for the same subject and access."""
+    async def token(auth: tuple[str, str]) -> str:
+        response = await world.get("repository:team/app:pull", auth=auth)
+        assert response.status_code == 200, response.text
+        value: str = response.json()["token"]
+        return value
+
+    while True:  # two requests that fell in the same second
+        first, second = await token(login("vera")), await token(login("vera"))
+        if unverified(first)["iat"] == unverified(second)["iat"]:
+            break
+    assert first == second
+    assert await token(login("carl")) != first  # another subject
+    await world.identity.set_member(ADMIN, "devs", "vera", "contributor")
+    renewed = await world.claims("repository:team/app:pull,push", auth=login("vera"))
+    assert renewed["jti"] != unverified(first)["jti"]
+    assert renewed["access"][0]["actions"] == ["pull", "push"]
+
+
+async def test_a_revoked_app_token_gets_no_token_it_had_a_moment_ago(world):
+    alice = ("alice", world.alice_token)
+    assert await world.access("repository:alice/app:pull", auth=alice) == {"alice/app": ["pull"]}
+    await world.identity.revoke_token(ADMIN, "alice", "laptop")
+    await assert_401(await world.get("repository:alice/app:pull", auth=alice))
+
+
+def test_recent_tokens_last_one_second() -> None:
+    recent, signed = RecentTokens(), []
+
+    def sign() -> IssuedToken:
+        signed.append(IssuedToken(f"token-{len(signed)}", 300, 0))
+        return signed[-1]
+
+    grants = (Grant("repository", "a/b", frozenset({"pull"})),)
+    tokens = [recent.get(now, "alice", grants, 300, sign) for now in (10, 10, 11, 11)]
+    assert [t.token for t in tokens] == ["token-0", "token-0", "token-1", "token-1"]
+    assert recent.get(11, "alice", grants, 120, sign).token == "token-2"  # another ttl
+    assert recent.get(11, "alice", (), 300, sign).token == "token-3"  # other grants
 
 
 async def test_access_entries_carry_the_plain_type(world):
