@@ -9,7 +9,7 @@ DATA    ?= data
 
 RUN_DEBS  := docker-registry
 TEST_DEBS := docker-registry skopeo slapd ldap-utils chromium
-# wrk: bench/ingest.py's load generator.
+# wrk: the load generator of bench/ingest.py and bench/token_issuance.py.
 BENCH_DEBS := $(TEST_DEBS) wrk
 
 .PHONY: run test lint bench clean debs-run debs-test debs-bench screenshots

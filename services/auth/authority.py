@@ -35,7 +35,7 @@ from services.auth.policy import (
 )
 from services.auth.ports import AuthStore, NamespaceRecord
 from services.auth.scopes import Scope, parse_scopes
-from services.auth.tokens import Grant, IssuedToken, issue_token
+from services.auth.tokens import Grant, IssuedToken, RecentTokens, issue_token
 from services.core.errors import Conflict, DyError, Forbidden
 from services.core.reference import is_valid_repository, namespace_of, repository_path
 
@@ -74,6 +74,7 @@ class TokenAuthority:
         self.settings = settings
         self._cache = cache or ReadCache(0)
         self._create_namespace = create_namespace
+        self._recent = RecentTokens()
 
     async def _namespaces(
         self, account: str | None, names: tuple[str, ...] | None
@@ -83,7 +84,7 @@ class TokenAuthority:
 
     async def grants(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
         """What ``principal`` gets of each scope asked; scopes granted nothing are left out."""
-        return (await self._judge(principal, scopes))[0]
+        return list((await self._judge(principal, scopes))[0])
 
     async def authorize(self, principal: Principal, scopes: Sequence[Scope]) -> list[Grant]:
         """``grants`` for a token request, which may create the namespaces pushes name.
@@ -93,7 +94,7 @@ class TokenAuthority:
         """
         granted, missing = await self._judge(principal, scopes)
         if not missing or principal.kind not in {"user", "bot"} or not principal.enabled:
-            return granted
+            return list(granted)
         refused: list[DyError] = []
         for name in sorted(missing):
             try:
@@ -106,7 +107,7 @@ class TokenAuthority:
             raise Forbidden(refused[0].code, refused[0].message)
         if len(refused) < len(missing):
             granted, _ = await self._judge(principal, scopes)
-        return granted
+        return list(granted)
 
     async def _create_missing(self, principal: Principal, name: str) -> None:
         if self._create_namespace is None:
@@ -123,8 +124,21 @@ class TokenAuthority:
 
     async def _judge(
         self, principal: Principal, scopes: Sequence[Scope]
-    ) -> tuple[list[Grant], set[str]]:
-        """The grants, and the namespaces that do not exist which a scope asks to push into."""
+    ) -> tuple[tuple[Grant, ...], frozenset[str]]:
+        """The grants, and the namespaces that do not exist which a scope asks to push into.
+
+        The answer depends only on the principal (all of it: admin, enabled, credential), the
+        scopes, the namespace records read through the same cache and the static policy, so it
+        is cached beside those records and dropped with them on every identity change (a
+        namespace created at push time too): docker asks for the same scopes over and over.
+        Nothing here may have an effect, since a cached answer skips it (``authorize`` creates).
+        """
+        return await self._cache.get(("grants", principal, tuple(scopes)),
+                                     lambda: self._decide(principal, scopes))
+
+    async def _decide(
+        self, principal: Principal, scopes: Sequence[Scope]
+    ) -> tuple[tuple[Grant, ...], frozenset[str]]:
         paths = {s: _repository(s.name) for s in scopes if s.type == "repository"}
         wanted = tuple(sorted({namespace_of(p) for p in paths.values() if p is not None}))
         records = await self._namespaces(principal.name, wanted) if wanted else []
@@ -143,7 +157,7 @@ class TokenAuthority:
             actions = grant(scope.actions, allowed)
             if actions:
                 granted.append(Grant(scope.type, scope.name, actions))
-        return granted, missing
+        return tuple(granted), frozenset(missing)
 
     async def read_scope(self, principal: Principal) -> ReadScope:
         """What ``principal`` may read (the namespaces it may pull from) and manage: the one
@@ -179,15 +193,17 @@ class TokenAuthority:
     def sign(
         self, principal: Principal, grants: list[Grant], ttl: int | None = None
     ) -> IssuedToken:
-        return issue_token(
+        """A token granting ``grants``; the same one again within its second (RecentTokens)."""
+        now, subject, ttl = int(time.time()), principal.name or "", ttl or self.settings.ttl
+        return self._recent.get(now, subject, tuple(grants), ttl, lambda: issue_token(
             self._key,
             issuer=self.settings.issuer,
             audience=self.settings.service,
-            subject=principal.name or "",
+            subject=subject,
             grants=grants,
-            ttl=ttl or self.settings.ttl,
-            now=int(time.time()),
-        )
+            ttl=ttl,
+            now=now,
+        ))
 
 
 def _repository(name: str) -> str | None:

@@ -8,6 +8,7 @@ distribution docs/spec/auth/token.md (GET, Basic credentials or none) and oauth.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -219,7 +220,9 @@ def _scope_string(granted: Grant) -> str:
     return f"{granted.type}:{granted.name}:{','.join(sorted(granted.actions))}"
 
 
+@functools.lru_cache(maxsize=4)
 def _rfc3339(epoch: int) -> str:
+    """``issued_at``: the same for every token of a second, so formatted once per second."""
     return rfc3339(datetime.fromtimestamp(epoch, UTC))
 
 

@@ -38,6 +38,7 @@ from services.auth.identity import IdentityService
 from services.auth.keys import libtrust_key_id
 from services.auth.policy import Principal, Visibility
 from services.auth.token_api import RateLimits
+from services.auth.tokens import Grant, IssuedToken, RecentTokens
 from services.cli import main
 from services.core.config import Config
 from services.core.errors import TooManyRequests
@@ -269,9 +270,51 @@ async def test_the_claims(world):
 
 
 async def test_every_token_has_its_own_jti(world):
-    tokens = await asyncio.gather(*(world.claims("repository:team/app:pull", auth=login("vera"))
-                                    for _ in range(20)))
+    tokens = await asyncio.gather(*(world.claims(f"repository:team/app{i}:pull",
+                                                 auth=login("vera")) for i in range(20)))
     assert len({claims["jti"] for claims in tokens}) == 20
+
+
+async def test_the_same_request_within_a_second_gets_the_same_token(world):
+    """Only the signature is saved (RecentTokens): the same token, not a new one sharing a jti,
+    and only for the same subject and access."""
+    async def token(auth: tuple[str, str]) -> str:
+        response = await world.get("repository:team/app:pull", auth=auth)
+        assert response.status_code == 200, response.text
+        value: str = response.json()["token"]
+        return value
+
+    while True:  # two requests that fell in the same second
+        first, second = await token(login("vera")), await token(login("vera"))
+        if unverified(first)["iat"] == unverified(second)["iat"]:
+            break
+    assert first == second
+    assert await token(login("carl")) != first  # another subject
+    await world.identity.set_member(ADMIN, "devs", "vera", "contributor")
+    renewed = await world.claims("repository:team/app:pull,push", auth=login("vera"))
+    assert renewed["jti"] != unverified(first)["jti"]
+    assert renewed["access"][0]["actions"] == ["pull", "push"]
+
+
+async def test_a_revoked_app_token_gets_no_token_it_had_a_moment_ago(world):
+    alice = ("alice", world.alice_token)
+    assert await world.access("repository:alice/app:pull", auth=alice) == {"alice/app": ["pull"]}
+    await world.identity.revoke_token(ADMIN, "alice", "laptop")
+    await assert_401(await world.get("repository:alice/app:pull", auth=alice))
+
+
+def test_recent_tokens_last_one_second() -> None:
+    recent, signed = RecentTokens(), []
+
+    def sign() -> IssuedToken:
+        signed.append(IssuedToken(f"token-{len(signed)}", 300, 0))
+        return signed[-1]
+
+    grants = (Grant("repository", "a/b", frozenset({"pull"})),)
+    tokens = [recent.get(now, "alice", grants, 300, sign) for now in (10, 10, 11, 11)]
+    assert [t.token for t in tokens] == ["token-0", "token-0", "token-1", "token-1"]
+    assert recent.get(11, "alice", grants, 120, sign).token == "token-2"  # another ttl
+    assert recent.get(11, "alice", (), 300, sign).token == "token-3"  # other grants
 
 
 async def test_access_entries_carry_the_plain_type(world):
@@ -589,6 +632,26 @@ async def test_a_membership_change_applies_to_the_next_token(world):
         "team/app": ["pull"]}
     await world.identity.remove_member(ADMIN, "devs", "carl")
     assert await world.access("repository:team/app:pull,push", auth=carl) == {}
+
+
+async def test_a_visibility_change_applies_to_the_next_token(world):
+    """Grants are cached per principal and scopes: a namespace change drops them at once."""
+    for _ in range(2):  # the second answer comes from the cache
+        assert await world.access("repository:team/app:pull") == {}
+    await world.identity.update_namespace(ADMIN, "team", visibility="public")
+    assert await world.access("repository:team/app:pull") == {"team/app": ["pull"]}
+    await world.identity.update_namespace(ADMIN, "team", visibility="private")
+    assert await world.access("repository:team/app:pull") == {}
+
+
+async def test_an_admin_flag_change_applies_to_the_next_token(world):
+    alice = login("alice")
+    for _ in range(2):
+        assert await world.access("registry:catalog:*", auth=alice) == {}
+    await world.identity.set_admin(ADMIN, "alice", admin=True)
+    assert await world.access("registry:catalog:*", auth=alice) == {"catalog": ["*"]}
+    await world.identity.set_admin(ADMIN, "alice", admin=False)
+    assert await world.access("registry:catalog:*", auth=alice) == {}
 
 
 async def test_expired_app_token(world):
