@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from bson import ObjectId
 from pymongo import monitoring
@@ -60,7 +61,18 @@ monitoring.register(_TOPOLOGIES)
 @pytest.fixture
 def settings(tmp_path: Path, mongo_uri: str, mongo_database_name: str) -> Config:
     return initialised(tmp_path / "data", "http://127.0.0.1:9", store_backend="mongodb",
-                       mongodb_uri=mongo_uri, mongodb_database=mongo_database_name)
+                       mongodb_uri=mongo_uri, mongodb_database=mongo_database_name,
+                       metrics_token=METRICS_TOKEN)
+
+
+# Readiness needs an admin or the metrics token, and `init` writes its admin to SQLite only.
+METRICS_TOKEN = "readiness-probe-token"
+
+
+def readiness(request: httpx.Request) -> httpx.Request:
+    """httpx auth: the metrics token in place of the client's admin credentials."""
+    request.headers["Authorization"] = f"Bearer {METRICS_TOKEN}"
+    return request
 
 
 async def test_a_running_application_opens_one_client_for_all_its_stores(
@@ -68,7 +80,7 @@ async def test_a_running_application_opens_one_client_for_all_its_stores(
 ) -> None:
     with _TOPOLOGIES.count() as clients:
         async with running_dockyard(settings) as dockyard:
-            health = (await dockyard.client.get("/api/v1/health")).json()
+            health = (await dockyard.client.get("/api/v1/health", auth=readiness)).json()
             stores = {name: check["ok"] for name, check in health["checks"].items()
                       if name.endswith("-store")}
             # Every service's stores are open, and all of them answer on the one client.
@@ -79,7 +91,7 @@ async def test_a_running_application_opens_one_client_for_all_its_stores(
             # leaves it open for the application.
             async with open_auth_store(settings) as auth:
                 await auth.create_user(User("zoe", "zoe@x", admin=False, enabled=True), None)
-            again = (await dockyard.client.get("/api/v1/health")).json()
+            again = (await dockyard.client.get("/api/v1/health", auth=readiness)).json()
             assert all(again["checks"][name]["ok"] for name in stores), again
     # Closing a client publishes what its topology had queued, so the count is complete here.
     assert len(clients.started) == 1

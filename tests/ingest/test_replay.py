@@ -48,7 +48,9 @@ _LAG = re.compile(r'^dockyard_consumer_lag\{group="([^"]+)",topic="registry-even
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     require_registry_tools()
-    return initialised(tmp_path / "data", f"http://127.0.0.1:{free_port()}")
+    # The admin pushes straight into team/…: the push creates the namespace.
+    return initialised(tmp_path / "data", f"http://127.0.0.1:{free_port()}",
+                       auth_create_namespace_on_push="true")
 
 
 @pytest.fixture
