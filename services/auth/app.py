@@ -96,7 +96,7 @@ async def open_auth(config: Config, event_log: EventLog, catalog: Catalog) -> As
                            details={"reason": outcome.reason})
 
     try:
-        directory = await stack.enter_async_context(open_directory(config, store, audit))
+        directory = await stack.enter_async_context(open_directory(config, store, audit, catalog))
         permissions = config.permissions
         identity = IdentityService(store, audit, Permissions(
             create_team=permissions.create_team,

@@ -34,7 +34,7 @@ from services.auth.credentials import ends_credentials
 from services.auth.ldap import DirectoryEntry, LdapDirectory, normalize_dn
 from services.auth.models import ExternalAccount, User
 from services.auth.policy import Principal, Role
-from services.auth.ports import AuthStore, DirectoryStore
+from services.auth.ports import AuthStore, Catalog, DirectoryStore
 from services.core.config import GroupMapping
 from services.core.errors import Conflict, Forbidden, Invalid, NotFound
 from services.core.reference import is_valid_namespace
@@ -159,6 +159,9 @@ class Directory:
     accounts: AuthStore
     links: DirectoryStore
     audit: Audit
+    # An account comes with its personal namespace: the catalog says whether repositories
+    # were pushed under that name before namespaces had to exist.
+    catalog: Catalog
     # Teams already warned about (missing), so a periodic sync does not repeat itself.
     _warned: set[str] = field(default_factory=set)
     # One apply at a time per account name in this process: a client's first requests often
@@ -238,10 +241,11 @@ class Directory:
                           " user names are their own choice, so the account goes to the first"
                           " sign-in with that verified email (may_claim)")
         user = User(name, email or f"{name}@localhost", admin=False, enabled=True)
+        adopted = await self.catalog.repository_count(name)
         await self.accounts.create_user(user, None)
         await self.links.link(ExternalAccount(name, source, ""))
-        await self._record("user.create", actor.name, name, {"source": source},
-                           namespace=name)
+        await self._record("user.create", actor.name, name,
+                           {"source": source, "adopted_repositories": adopted}, namespace=name)
         return user
 
     async def _account(self, identity: Identity, rules: SyncRules) -> User:
@@ -260,6 +264,12 @@ class Directory:
                 raise Forbidden("invalid_user_name", f"the directory's user name {name!r} is"
                                 " not a valid Dockyard account name (lowercase letters, digits,"
                                 " . _ -)")
+            if await self.catalog.repository_count(name):
+                # Its personal namespace would take them over: that is an admin's decision
+                # (services/auth/identity.py, creating a namespace over repositories).
+                raise Forbidden("namespace_has_repositories", f"repositories named {name}/…"
+                                f" were pushed before namespaces had to exist; an admin must"
+                                f" create the account {name!r} (and so hand them over)")
             email = identity.email if _usable_email(identity.email) else f"{name}@localhost"
             user = User(name, email, admin=False, enabled=True)
             await self.accounts.create_user(user, None)
@@ -342,7 +352,7 @@ class Directory:
             raise Conflict("last_owner", f"{leaving!r} is the last owner of {team!r}")
 
     async def _record(self, kind: str, actor: str | None, subject: str,
-                      details: Mapping[str, str | bool], *, team: str | None = None,
+                      details: Mapping[str, str | bool | int], *, team: str | None = None,
                       namespace: str | None = None) -> None:
         await self.audit.record(kind, actor, subject=subject, team=team, namespace=namespace,
                                 details=dict(details))

@@ -24,7 +24,7 @@ from services.auth.audit import Audit
 from services.auth.directory import LDAP_SOURCE, Directory, LdapLogins, ldap_rules
 from services.auth.ldap import LdapDirectory
 from services.auth.oidc import Providers, build_providers
-from services.auth.ports import AuthStore, DirectoryStore
+from services.auth.ports import AuthStore, Catalog, DirectoryStore
 from services.auth.sessions import SignInMethod
 from services.core.config import Config
 from services.core.stores import open_backend_store
@@ -75,11 +75,11 @@ DIRECTORY = web.AppKey("auth.directory", DirectoryParts)
 
 @asynccontextmanager
 async def open_directory(
-    config: Config, accounts: AuthStore, audit: Audit
+    config: Config, accounts: AuthStore, audit: Audit, catalog: Catalog
 ) -> AsyncIterator[DirectoryParts]:
     async with AsyncExitStack() as stack:
         links = await stack.enter_async_context(open_directory_store(config))
-        directory = Directory(accounts, links, audit)
+        directory = Directory(accounts, links, audit, catalog)
         settings = config.ldap
         client = None
         logins = None

@@ -101,10 +101,13 @@ class IdentityService:
         if email:
             _check_email(email)
         user = User(name, email or f"{name}@localhost", admin=admin, enabled=True)
+        # Its personal namespace takes over what was pushed under the name before namespaces
+        # had to exist; only an admin creates accounts, and the log says so.
+        adopted = await self._catalog.repository_count(name)
         # argon2id takes a good part of a second on purpose: not on the event loop.
         await self.store.create_user(user, await asyncio.to_thread(hash_password, password))
         await self._audit.record("user.create", actor.name, subject=name, namespace=name,
-                                 details={"admin": admin})
+                                 details={"admin": admin, "adopted_repositories": adopted})
         return user
 
     async def create_bot(self, actor: Principal, name: str, *, team: str, role: Role) -> User:

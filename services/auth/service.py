@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -347,8 +348,12 @@ class _Attempt:
 
 
 def _locked(until: datetime | None) -> Unauthorized:
-    return Unauthorized("account_locked", "too many failed logins; try again after"
-                        f" {until or datetime.now(UTC):%H:%M:%S} UTC", _CHALLENGE)
+    """The refusal of a locked name, the same whether it has an account or not (each is
+    locked alike), with the seconds left in ``Retry-After`` for whoever tells the person."""
+    until = until or datetime.now(UTC)
+    seconds = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
+    return Unauthorized("account_locked", f"too many failed logins; try again after"
+                        f" {until:%H:%M:%S} UTC", {**_CHALLENGE, "Retry-After": str(seconds)})
 
 
 def _principal(user: User, credential: Credential, credential_id: str | None = None

@@ -10,12 +10,11 @@ sign-in.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 from aiohttp import web
 
-from services.auth.access import AUTHENTICATOR, IDENTITY, client_address
+from services.auth.access import AUTHENTICATOR, client_address
 from services.auth.directory_app import DIRECTORY
 from services.auth.sessions import sign_in, sign_out
 from services.auth.token_api import RATE_LIMITS
@@ -90,7 +89,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     except Unauthorized as exc:
         problem = exc
     if problem is not None:
-        message = await _login_problem(request, username, problem)
+        message = _login_problem(problem)
         return await render(request, "login.html", {
             "next": target, "error": message, "username": username,
             **_sign_in_options(request),
@@ -101,13 +100,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def _login_problem(request: web.Request, username: str, exc: Unauthorized) -> str:
-    """What the person can do about a refused sign-in; a lock says for how much longer."""
-    found = await request.app[IDENTITY].store.get_user(username) if username else None
-    user = found[0] if found else None
-    now = datetime.now(UTC)
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        minutes = max(1, math.ceil((user.locked_until - now).total_seconds() / 60))
+def _login_problem(exc: Unauthorized) -> str:
+    """What the person can do about a refused sign-in; a lock says for how much longer (from
+    the refusal itself: names without an account are locked too, and must read the same)."""
+    if exc.code == "account_locked":
+        minutes = max(1, math.ceil(int(exc.headers.get("Retry-After", "60")) / 60))
         return (f"This account is locked after too many failed sign-ins. Try again in"
                 f" {minutes} minute{'s' if minutes != 1 else ''}, or ask an administrator.")
     if exc.code == "account_disabled":

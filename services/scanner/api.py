@@ -76,9 +76,13 @@ async def rescan(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        raise ApiError(400, "invalid_json", 'send {"repository": NAME, "tag": TAG}') from None
+        raise ApiError(400, "malformed_json", 'send {"repository": NAME, "tag": TAG}') from None
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", 'send {"repository": NAME, "tag": TAG}')
+        raise ApiError(400, "invalid_body", 'send {"repository": NAME, "tag": TAG}')
+    unknown = sorted(set(body) - {"repository", "tag"})
+    if unknown:
+        raise ApiError(400, "unknown_field", f"{unknown[0][:64]!r} is not a field here; the"
+                       " fields are repository, tag")
     repository, tag = await _visible_tag(request, body)
     if not await may_push(request, principal, repository):
         raise Forbidden("forbidden", f"rescanning {repository} needs push access to it")

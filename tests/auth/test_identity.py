@@ -430,8 +430,18 @@ async def test_creating_an_account_audits_without_the_password(world: World) -> 
     (event,) = await world.events()
     assert (event["type"], event["actor"], event["subject"], event["namespace"]) == (
         "user.create", "admin", "newbie", "newbie")
-    assert event["details"] == {"admin": True}
+    assert event["details"] == {"admin": True, "adopted_repositories": 0}
     assert PASSWORD not in json.dumps(event)
+
+
+async def test_an_account_over_repositories_pushed_before_says_it_adopted_them(
+    world: World
+) -> None:
+    """Its personal namespace takes them over, as a namespace an admin creates would."""
+    world.catalog.repositories["relic"] = 2
+    await world.identity().create_user(ADMIN, "relic", email="", password=PASSWORD)
+    (event,) = await world.events()
+    assert event["details"] == {"admin": False, "adopted_repositories": 2}
 
 
 # --- bots ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -25,9 +26,13 @@ from services.auth.sessions import COOKIE, SESSIONS
 from services.core.config import load_config
 from services.core.errors import Forbidden, NotFound, Unauthorized
 from services.core.web import JOBS
+from services.ingest.api import CATALOG_STORE
+from services.ingest.models import PutManifest, PutTag
 from services.server import build_app
+from tests.factories import DIGEST_A, OCI_MANIFEST
 from tests.support.dockyard import Dockyard, initialised, running_dockyard
 from tests.support.oidc import OidcProviderProcess, require_oidc_provider
+from tests.support.waiting import eventually
 
 ADMIN = Principal("admin", "user", admin=True)
 
@@ -217,6 +222,42 @@ async def test_a_precreated_account_is_not_claimed_by_its_name(
     pending, callback = await sign_in(dockyard, provider, "sub-pia", "closed")
     assert (await dockyard.app[DIRECTORY].providers.finish("closed", pending,
                                                            callback)).name == "pia"
+
+
+async def test_a_sign_in_does_not_create_an_account_over_repositories_pushed_before(
+    dockyard: Dockyard, provider: OidcProviderProcess
+) -> None:
+    """Issue 15 item 4, found again by the attacker's review: an account's personal namespace
+    is created with it, so signing in under the name of repositories pushed before namespaces
+    had to exist (a provider's user name is the person's choice) took them over. Only an
+    admin creates such an account, and its user.create says what it adopted."""
+    now = datetime.now(UTC)
+    await dockyard.app[CATALOG_STORE].apply([("seed-relic", [
+        PutManifest("relic/app", DIGEST_A, OCI_MANIFEST, "image", None, 1, (), None, "admin",
+                    now),
+        PutTag("relic/app", "1", DIGEST_A, "admin", now)])])
+    provider.set_user("sub-relic", {"preferred_username": "relic", "email": "relic@corp.test",
+                                    "email_verified": True})
+    pending, callback = await sign_in(dockyard, provider, "sub-relic")
+    with pytest.raises(Forbidden) as caught:
+        await dockyard.app[DIRECTORY].providers.finish("corp", pending, callback)
+    assert caught.value.code == "namespace_has_repositories"
+    assert await dockyard.app[IDENTITY].store.get_user("relic") is None
+
+    created = await dockyard.client.post("/api/v1/directory/accounts", json={
+        "name": "relic", "source": "oidc:corp", "email": "relic@corp.test"})
+    assert created.status_code == 201, created.text
+
+    async def creations() -> list[dict[str, Any]]:
+        response = await dockyard.client.get(
+            "/api/v1/activities", params={"type": "user.create", "namespace": "relic"})
+        return list(response.json()["items"])
+
+    (event,) = await eventually(creations, bool, what="user.create of relic")
+    assert event["details"]["adopted_repositories"] == 1
+    pending, callback = await sign_in(dockyard, provider, "sub-relic")
+    assert (await dockyard.app[DIRECTORY].providers.finish("corp", pending,
+                                                           callback)).name == "relic"
 
 
 async def test_precreating_a_provider_account_needs_its_email(dockyard: Dockyard) -> None:

@@ -108,6 +108,25 @@ async def test_a_locked_account_is_told_for_how_long(
     assert "locked after too many failed sign-ins. Try again in 10 minutes" in text
 
 
+async def test_a_locked_name_reads_the_same_whether_or_not_it_has_an_account(
+        anonymous: ClientSession, app: web.Application) -> None:
+    """Found by the attacker's review (issue 15): names without an account are locked like
+    accounts (services/auth/lockout.py), but the sign-in page said "locked" only for accounts,
+    so ten guesses told which names exist."""
+    await make_user(app, "alice")
+    token = csrf_of(await (await anonymous.get("/login")).text())
+    answers = []
+    for name in ("alice", "nobody-here"):
+        for _ in range(10):  # [auth] max_failed_logins
+            await anonymous.post("/login", data={
+                "username": name, "password": "not-the-password", "csrf": token})
+        response = await anonymous.post("/login", data={
+            "username": name, "password": "not-the-password", "csrf": token})
+        answers.append((response.status, (await response.text()).replace(name, "NAME")))
+    assert answers[0] == answers[1]
+    assert "locked after too many failed sign-ins" in answers[0][1]
+
+
 async def test_application_tokens_do_not_sign_in_to_the_portal(
         anonymous: ClientSession, app: web.Application) -> None:
     await make_user(app, "alice")

@@ -104,3 +104,23 @@ async def test_only_those_who_may_push_rescan_and_not_too_often(dockyard: Dockya
     soon = await dockyard.client.post("/api/v1/scans", json=body)
     assert soon.status_code == 429
     assert 1 <= int(soon.headers["Retry-After"]) <= RESCAN_SECONDS
+
+
+async def test_a_rescan_with_a_field_it_does_not_know_changes_nothing(
+    dockyard: Dockyard
+) -> None:
+    """Found by the attacker's review (issue 15): a body with an unknown field queued the scan
+    anyway; an API body with a field the operation does not know is a 400 naming it."""
+    await asyncio.sleep(RESCAN_SECONDS)  # since the setup queued it
+    refused = await call(dockyard, OWNER, "POST", "/api/v1/scans",
+                         json={"repository": "open/app", "tag": "1", "platform": "linux/arm64"})
+    assert_matches_openapi(refused, "/api/v1/scans", "post")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "unknown_field")
+    assert "platform" in refused.json()["error"]["message"]
+    record = await dockyard.app[SCAN_STORE].get(DIGEST_A)
+    assert record is not None
+    assert record.status == "failed"  # not queued again
+    for content, code in ((b"{", "malformed_json"), (b"[]", "invalid_body")):
+        bad = await call(dockyard, OWNER, "POST", "/api/v1/scans", content=content,
+                         headers={"Content-Type": "application/json"})
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, code)
