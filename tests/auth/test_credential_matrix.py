@@ -73,20 +73,23 @@ SIGN_IN = "sent to sign in"
 STALE_FORM = "form expired"
 NOT_FOUND = "404"
 
-ACTIONS = ("pull", "push", "refresh", "me", "create_token", "change_password", "tags")
-Row = tuple[str | None, str | None, str | None, str | None, str | None, str | None, str | None]
-_NO_API: tuple[str, str, str, str] = (UNAUTHORIZED,) * 4
+ACTIONS = ("pull", "push", "refresh", "me", "create_token", "revoke_token", "change_password",
+           "tags")
+Row = tuple[str | None, ...]
+_NO_API: Row = (UNAUTHORIZED,) * 5
 _ENDED_REFRESH: Row = (INVALID_GRANT, INVALID_GRANT, INVALID_GRANT, *_NO_API)
-_ENDED_SESSION: Row = (NOTHING, NOTHING, None, SIGN_IN, STALE_FORM, STALE_FORM, NOT_FOUND)
+_ENDED_SESSION: Row = (NOTHING, NOTHING, None, SIGN_IN, STALE_FORM, STALE_FORM, STALE_FORM,
+                       NOT_FOUND)
+_APP_TOKEN: Row = (PULL, PUSH, OK, OK, NOT_WITH_APP_TOKEN, NOT_WITH_APP_TOKEN)
 
 # credential → the outcome of each action (None: the credential has no way to ask), by hand.
 EXPECTED: dict[str, Row] = {
-    #                          pull       push      refresh  me  create_token  change_password  tags
-    "password":              (PULL, PUSH, OK, OK, OK, OK, OK),
-    "old-password":          (UNAUTHORIZED,) * 7,
-    "app-token":             (PULL, PUSH, OK, OK, NOT_WITH_APP_TOKEN, NOT_WITH_APP_TOKEN, OK),
-    "revoked-app-token":     (UNAUTHORIZED,) * 7,
-    "expired-app-token":     (UNAUTHORIZED,) * 7,
+    #  pull, push, refresh, me, create_token, revoke_token, change_password, tags
+    "password":              (PULL, PUSH, OK, OK, OK, OK, OK, OK),
+    "old-password":          (UNAUTHORIZED,) * 8,
+    "app-token":             (*_APP_TOKEN, NOT_WITH_APP_TOKEN, OK),
+    "revoked-app-token":     (UNAUTHORIZED,) * 8,
+    "expired-app-token":     (UNAUTHORIZED,) * 8,
     "refresh-by-password":   (PULL, PUSH, OK, *_NO_API),
     "refresh-by-app-token":  (PULL, PUSH, OK, *_NO_API),
     "refresh-app-token-revoked": _ENDED_REFRESH,
@@ -95,10 +98,11 @@ EXPECTED: dict[str, Row] = {
     "refresh-disabled":      _ENDED_REFRESH,
     "refresh-demoted":       _ENDED_REFRESH,
     "refresh-signed-out":    _ENDED_REFRESH,
-    "bot-token":             (PULL, PUSH, OK, OK, NOT_WITH_APP_TOKEN, BOT_PASSWORD, OK),
-    "bot-token-by-owner":    (PULL, PUSH, OK, OK, NOT_WITH_APP_TOKEN, BOT_PASSWORD, OK),
-    "disabled-bot-token":    (DISABLED,) * 7,
-    "session":               (NOTHING, NOTHING, None, OK, OK, OK, OK),
+    # A bot has no password to change: that it is a bot is said first.
+    "bot-token":             (*_APP_TOKEN, BOT_PASSWORD, OK),
+    "bot-token-by-owner":    (*_APP_TOKEN, BOT_PASSWORD, OK),
+    "disabled-bot-token":    (DISABLED,) * 8,
+    "session":               (NOTHING, NOTHING, None, OK, OK, OK, OK, OK),
     "session-password-changed": _ENDED_SESSION,
     "session-demoted":       _ENDED_SESSION,
 }
@@ -478,6 +482,22 @@ async def create_token(world: World, credential: Credential) -> str:
     return OK
 
 
+async def revoke_token(world: World, credential: Credential) -> str:
+    """Another token of the account (an admin made it) revoked; OK only once it is."""
+    label = world.labels[await world.app_token(credential.account)]
+    if credential.kind == "session":
+        async with world.browser(credential) as browser:
+            outcome = _portal(await browser.post("/tokens/revoke", data={
+                "csrf": credential.csrf, "label": label}), "/tokens")
+    else:
+        response = await world.client.delete(
+            f"/api/v1/users/{credential.account}/tokens/{label}", **_api_auth(credential))
+        outcome = OK if response.status_code == 204 else _failure(response)
+    listed = (await world.admin.get(f"/api/v1/users/{credential.account}/tokens")).json()
+    assert {t["label"]: t["revoked"] for t in listed["items"]}[label] is (outcome == OK)
+    return outcome
+
+
 async def change_password(world: World, credential: Credential) -> str:
     """A new password for the credential's account; OK only once the new one signs in."""
     if credential.kind == "session":
@@ -512,7 +532,7 @@ async def tags(world: World, credential: Credential) -> str:
 
 PERFORM: dict[str, Callable[[World, Credential], Awaitable[str]]] = {
     "pull": pull, "push": push, "refresh": refresh, "me": me, "create_token": create_token,
-    "change_password": change_password, "tags": tags,
+    "revoke_token": revoke_token, "change_password": change_password, "tags": tags,
 }
 # Changes what the credential's other cases would see: a credential of its own each time.
 CHANGES_STATE = {"change_password"}
