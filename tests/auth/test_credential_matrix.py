@@ -6,8 +6,9 @@ The rules (docs/security.md, *Credentials*; README, *What ends credentials*):
 - a **password** is the whole account: registry tokens, refresh tokens, the API, its own
   tokens and password;
 - an **application token** has the account's registry and API rights, and opens refresh
-  token families bound to it (``docker login`` with a token), but manages no credentials: no
-  new tokens, no password change; revoked or expired, it is nothing;
+  token families bound to it (``docker login`` with a token), but manages no credentials: it
+  creates and revokes no tokens and changes no password; revoked or expired, it is nothing,
+  and while its account is disabled too;
 - a **refresh token** trades for registry tokens, for the ``client_id`` it was issued to and
   nothing else (it is no API credential); it ends with the application token that minted it
   and with the account's credential epoch: a password change, disabling, an admin's
@@ -20,13 +21,13 @@ The rules (docs/security.md, *Credentials*; README, *What ends credentials*):
 
 Everyone here is a contributor of team ``crew``, which owns the private namespace ``priv``
 holding ``priv/app:1``: a live credential gets pull and push on it. The demoted admins are in
-no team (what an admin sees, they see only as admins).
+no team: what they saw as admins, they no longer see, at once.
 
 One Dockyard serves the module. Each credential is made once, on an account of its own, by the
 HTTP calls a person or an admin would make (the revocation, the password change… after the
-credential was used once, so caches had it), then presented for every action: no action but
-the password change changes what another case sees, so the password change alone gets a fresh
-account for every case.
+credential was used once, so caches had it), then presented for every action. No action but
+the password change changes what another case sees (a revocation ends a token made for it),
+so the password change alone gets a fresh account for every case.
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ EXPECTED: dict[str, Row] = {
     "old-password":          (UNAUTHORIZED,) * 8,
     "app-token":             (*_APP_TOKEN, NOT_WITH_APP_TOKEN, OK),
     "revoked-app-token":     (UNAUTHORIZED,) * 8,
+    "app-token-disabled":    (DISABLED,) * 8,
     "expired-app-token":     (UNAUTHORIZED,) * 8,
+    # An admin's rights end with the demotion, cached or not: priv is not theirs to see.
+    "demoted-admin-password": (NOTHING, NOTHING, OK, OK, OK, OK, OK, NOT_FOUND),
+    "demoted-admin-app-token": (NOTHING, NOTHING, OK, OK, NOT_WITH_APP_TOKEN,
+                                NOT_WITH_APP_TOKEN, NOT_WITH_APP_TOKEN, NOT_FOUND),
     "refresh-by-password":   (PULL, PUSH, OK, *_NO_API),
     "refresh-by-app-token":  (PULL, PUSH, OK, *_NO_API),
     "refresh-app-token-revoked": _ENDED_REFRESH,
@@ -105,6 +111,8 @@ EXPECTED: dict[str, Row] = {
     "session":               (NOTHING, NOTHING, None, OK, OK, OK, OK, OK),
     "session-password-changed": _ENDED_SESSION,
     "session-demoted":       _ENDED_SESSION,
+    "session-signed-out":    _ENDED_SESSION,
+    "session-disabled":      _ENDED_SESSION,
 }
 
 MATRIX = [pytest.param(credential, action, expected, id=f"{credential}-{action}")
@@ -194,6 +202,11 @@ class World:
                                            json={"password": NEW_PASSWORD})
         assert response.status_code == 200, response.text
 
+    async def sign_out_everywhere(self, name: str) -> None:
+        response = await self.client.delete(f"/api/v1/users/{name}/sessions",
+                                            auth=(name, PASSWORD))
+        assert response.status_code == 204, response.text
+
     async def patch_as_admin(self, name: str, **changes: bool) -> None:
         response = await self.admin.patch(f"/api/v1/users/{name}", json=changes)
         assert response.status_code == 200, response.text
@@ -268,6 +281,30 @@ async def _revoked_app_token(world: World, name: str) -> Credential:
     return credential
 
 
+@maker("app-token-disabled")
+async def _app_token_disabled(world: World, name: str) -> Credential:
+    credential = await world.used(await _app_token(world, name))
+    await world.patch_as_admin(name, enabled=False)
+    return credential
+
+
+@maker("demoted-admin-password")
+async def _demoted_admin_password(world: World, name: str) -> Credential:
+    await world.person(name, admin=True)
+    credential = await world.used(Credential(name, "password", PASSWORD))
+    await world.patch_as_admin(name, admin=False)
+    return credential
+
+
+@maker("demoted-admin-app-token")
+async def _demoted_admin_app_token(world: World, name: str) -> Credential:
+    await world.person(name, admin=True)
+    secret = await world.app_token(name, by=(name, PASSWORD))
+    credential = await world.used(Credential(name, "app_token", secret))
+    await world.patch_as_admin(name, admin=False)
+    return credential
+
+
 @maker("expired-app-token")
 async def _expired_app_token(world: World, name: str) -> Credential:
     await world.person(name)
@@ -330,9 +367,7 @@ async def _refresh_demoted(world: World, name: str) -> Credential:
 @maker("refresh-signed-out")
 async def _refresh_signed_out(world: World, name: str) -> Credential:
     credential = await _refresh_by_password(world, name)
-    response = await world.client.delete(f"/api/v1/users/{name}/sessions",
-                                         auth=(name, PASSWORD))
-    assert response.status_code == 204, response.text
+    await world.sign_out_everywhere(name)
     return credential
 
 
@@ -371,6 +406,20 @@ async def _session_demoted(world: World, name: str) -> Credential:
     await world.person(name, admin=True)
     credential = await world.signed_in(name)
     await world.patch_as_admin(name, admin=False)
+    return credential
+
+
+@maker("session-signed-out")
+async def _session_signed_out(world: World, name: str) -> Credential:
+    credential = await _session(world, name)
+    await world.sign_out_everywhere(name)
+    return credential
+
+
+@maker("session-disabled")
+async def _session_disabled(world: World, name: str) -> Credential:
+    credential = await _session(world, name)
+    await world.patch_as_admin(name, enabled=False)
     return credential
 
 
@@ -511,8 +560,7 @@ async def change_password(world: World, credential: Credential) -> str:
                                             **_api_auth(credential))
         outcome = OK if response.status_code == 200 else _failure(response)
     if outcome == OK:
-        assert await token(world, Credential(credential.account, "password", NEW_PASSWORD),
-                           f"repository:{REPOSITORY}:pull") == PULL
+        assert await me(world, Credential(credential.account, "password", NEW_PASSWORD)) == OK
     return outcome
 
 
