@@ -36,9 +36,9 @@ from services.ingest.api import CATALOG_STORE
 from services.ingest.models import PutManifest, PutTag
 from services.search.api import SEARCH_INDEX
 from tests.factories import DIGEST_A, OCI_MANIFEST, event_dict
-from tests.portal.conftest import csrf_of
 from tests.search.indexing import Changes
 from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
+from tests.support.portal import portal_session
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -89,15 +89,6 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
                        sync_interval_seconds="0")
 
 
-async def _portal_session(url: str, name: str, password: str) -> httpx.Cookies:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as browser:
-        form = await browser.get("/login")
-        signed_in = await browser.post("/login", data={
-            "username": name, "password": password, "csrf": csrf_of(form.text), "next": "/"})
-        assert signed_in.status_code == 303, signed_in.text
-        return browser.cookies
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(config: Config) -> AsyncIterator[World]:
     async with running_dockyard(config) as dockyard:
@@ -119,8 +110,8 @@ async def world(config: Config) -> AsyncIterator[World]:
                 world.headers[caller] = {"Authorization": f"Bearer {secret}"}
         for caller in PEOPLE:
             password = ADMIN_PASSWORD if caller == "admin" else PASSWORD
-            world.cookies[caller] = await _portal_session(dockyard.url, CALLERS[caller][0] or "",
-                                                          password)
+            world.cookies[caller] = await portal_session(dockyard.url, CALLERS[caller][0] or "",
+                                                         password)
 
         repositories = [f"{namespace}/app" for namespace in NAMESPACES]
         now = datetime.now(UTC)

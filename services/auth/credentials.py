@@ -27,14 +27,15 @@ def ends_credentials(
 
 
 def require_credential_manager(actor: Principal, *, reauthenticated: bool = False) -> None:
-    """Refuse a change of credentials (a password, a new application token) made with a
-    credential that does not prove the person: an application (or refresh) token is a key
-    handed to a machine, and must not mint more keys or lock its owner out; a portal session
-    proves the person only shortly after sign-in, or with the current password typed again
-    (``reauthenticated``). A password given with the request itself (HTTP Basic) proves it."""
+    """Refuse a change of credentials (a password, creating or revoking an application
+    token) made with a credential that does not prove the person: an application (or refresh)
+    token is a key handed to a machine, and must not mint more keys, end the others or lock
+    its owner out; a portal session proves the person only shortly after sign-in, or with the
+    current password typed again (``reauthenticated``). A password given with the request
+    itself (HTTP Basic) proves it."""
     if actor.credential in {"app_token", "refresh_token"}:
         raise Forbidden("app_token_not_allowed", "application tokens cannot change passwords"
-                        " or create tokens; sign in with your password for that")
+                        " or create or revoke tokens; sign in with your password for that")
     if actor.credential == "session" and not reauthenticated:
         raise Forbidden("reauthentication_required",
                         "type your current password to confirm it is you")

@@ -434,6 +434,8 @@ class IdentityService:
 
     async def revoke_token(self, actor: Principal, user: str, label: str) -> AppToken:
         await self._require_token_manager(actor, user)
+        # As for creating one: a token must not revoke the account's other tokens.
+        require_credential_manager(actor, reauthenticated=True)
         revoked = await self.store.revoke_app_token(user, label)
         if revoked is None:
             raise NotFound("token_not_found", f"{user!r} has no live token labelled {label!r}")

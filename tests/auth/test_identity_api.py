@@ -73,7 +73,7 @@ class Api:
 
 
 # A caller's name with this suffix calls with HTTP Basic and the password: what managing
-# credentials (a password, new tokens) needs; an application token may not.
+# credentials (a password, creating and revoking tokens) needs; an application token may not.
 WITH_PASSWORD = "+password"
 
 
@@ -235,8 +235,9 @@ async def test_people_change_their_own_email_and_password_not_their_flags(api: A
 
 
 async def test_an_app_token_manages_no_credentials(api: Api) -> None:
-    """A key handed to a machine: it may not change the password nor make more keys (nor
-    refresh tokens that outlive it: test_token_endpoint.py); listing and revoking are fine."""
+    """A key handed to a machine: it may not change the password, make more keys (nor
+    refresh tokens that outlive it: test_token_endpoint.py) or end the others (revoking the
+    account's deployments' tokens); listing is fine."""
     await api.dockyard.app[IDENTITY].create_user(ADMIN, "kim", email="", password=PASSWORD)
     api.tokens["kim"] = (await api.dockyard.app[IDENTITY].create_token(ADMIN, "kim", "ci"))[1]
     changed = await api.call("kim", "PATCH", "/api/v1/users/kim", "/api/v1/users/{name}",
@@ -247,14 +248,16 @@ async def test_an_app_token_manages_no_credentials(api: Api) -> None:
     assert created.json()["error"]["code"] == "app_token_not_allowed"
     assert [t["label"] for t in (await api.call("kim", "GET", url, template, status=200)
                                  ).json()["items"]] == ["ci"]
+    revoked = await api.call("kim", "DELETE", f"{url}/ci", "/api/v1/users/{name}/tokens/{label}",
+                             status=403)
+    assert revoked.json()["error"]["code"] == "app_token_not_allowed"
     async with httpx.AsyncClient(base_url=api.dockyard.url) as client:
         assert (await client.get("/api/v1/me", auth=("kim", PASSWORD))).status_code == 200
     # an admin resets another account's password with their own (it ends kim's sessions and
     # refresh tokens, not kim's application tokens)
     await api.call("admin", "PATCH", "/api/v1/users/kim", "/api/v1/users/{name}",
                    {"password": "reset-by-admin-1"}, status=200)
-    await api.call("kim", "DELETE", f"{url}/ci", "/api/v1/users/{name}/tokens/{label}",
-                   status=204)
+    await api.call("kim", "GET", "/api/v1/me", "/api/v1/me", status=200)
 
 
 async def test_a_disabled_account_is_shut_out_until_enabled(api: Api) -> None:
@@ -466,9 +469,9 @@ async def test_a_token_secret_is_shown_once_and_works_until_revoked(api: Api) ->
 
     await api.call("carl+password", "POST", url, template, {"label": "laptop"}, status=409)
     revoke = "/api/v1/users/{name}/tokens/{label}"
-    await api.call("carl", "DELETE", f"{url}/laptop", revoke, status=204)
+    await api.call("carl+password", "DELETE", f"{url}/laptop", revoke, status=204)
     await api.call(secret, "GET", "/api/v1/me", "/api/v1/me", status=401)
-    await api.call("carl", "DELETE", f"{url}/laptop", revoke, status=404)
+    await api.call("carl+password", "DELETE", f"{url}/laptop", revoke, status=404)
     relisted = await api.call("carl", "GET", url, template, status=200)
     assert next(t for t in relisted.json()["items"] if t["label"] == "laptop")["revoked"]
 
@@ -476,8 +479,8 @@ async def test_a_token_secret_is_shown_once_and_works_until_revoked(api: Api) ->
 async def test_a_label_with_a_slash_is_revoked_through_its_encoded_path(api: Api) -> None:
     url, template = "/api/v1/users/carl/tokens", "/api/v1/users/{name}/tokens"
     await api.call("carl+password", "POST", url, template, {"label": "ci/deploy"}, status=201)
-    await api.call("carl", "DELETE", f"{url}/ci%2Fdeploy", "/api/v1/users/{name}/tokens/{label}",
-                   status=204)
+    await api.call("carl+password", "DELETE", f"{url}/ci%2Fdeploy",
+                   "/api/v1/users/{name}/tokens/{label}", status=204)
 
 
 @pytest.mark.parametrize(
@@ -515,7 +518,7 @@ async def test_tokens_belong_to_their_account_and_team_owners_of_bots(api: Api) 
     assert me.json()["name"] == "robot"
     await api.call("carl", "DELETE", "/api/v1/users/robot/tokens/deploy",
                    "/api/v1/users/{name}/tokens/{label}", status=404)
-    await api.call("olivia", "DELETE", "/api/v1/users/robot/tokens/deploy",
+    await api.call("olivia+password", "DELETE", "/api/v1/users/robot/tokens/deploy",
                    "/api/v1/users/{name}/tokens/{label}", status=204)
 
 

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import httpx
 import jwt
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -44,6 +42,7 @@ from services.core.config import Config
 from services.core.errors import TooManyRequests
 from services.core.web import EVENT_LOG
 from tests.support.dockyard import ADMIN_PASSWORD, Dockyard, initialised, running_dockyard
+from tests.support.tokens import cheap_hashing, error_of, unverified
 
 ADMIN = Principal("admin", "user", admin=True)
 TTL = 120
@@ -126,23 +125,13 @@ class World:
         return {entry["name"]: entry["actions"] for entry in claims["access"]}
 
 
-def unverified(token: str) -> dict[str, Any]:
-    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return claims
-
-
 def login(name: str) -> tuple[str, str]:
     return (name, PASSWORDS[name])
 
 
-# argon2id at its lowest cost for the accounts made here: the hash records its parameters, so
-# logins verify it as usual, in 1 ms instead of 90. Hashing cost is not what these tests test.
-_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
 async def populate(dockyard: Dockyard) -> tuple[str, str]:
     identity = dockyard.app[IDENTITY]
-    with patch("services.auth.identity.hash_password", _CHEAP_HASHER.hash):
+    with cheap_hashing():
         for name, password in PASSWORDS.items():
             await identity.create_user(ADMIN, name, email="", password=password)
     await identity.create_team(ADMIN, "devs", owner="olivia")
@@ -181,20 +170,13 @@ def error_code(response: httpx.Response) -> str:
     distribution's ``errors`` list (which the docker CLI prints), with the same message."""
     (code, message), body = error_of(response), response.json()
     assert message
+    if response.request.method == "POST":  # the OAuth2 shape, not Dockyard's object
+        assert isinstance(body["error"], str), body
     (first,) = body["errors"]
     assert first["message"] == message
     assert first["code"]
     assert first["code"] == first["code"].upper()
     return code
-
-
-def error_of(response: httpx.Response) -> tuple[str, str]:
-    """``(code, message)`` of either error shape, the OAuth2 one for POSTs only."""
-    body = response.json()
-    if response.request.method == "POST":
-        assert isinstance(body["error"], str), body
-        return body["error"], body["error_description"]
-    return body["error"]["code"], body["error"]["message"]
 
 
 def distribution_code(response: httpx.Response) -> str:

@@ -9,7 +9,6 @@ registry.
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -27,11 +26,11 @@ from services.ingest.api import CATALOG_STORE
 from services.ingest.models import PlatformEntry, PutManifest, PutTag
 from services.server import build_app
 from tests.support.dockyard import ADMIN_PASSWORD, initialised
+from tests.support.portal import csrf_of
 from tests.support.registry import free_port
 
 ADMIN = Principal("admin", "user", admin=True)
 PASSWORD = "portal-password-1"
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -86,12 +85,6 @@ async def admin(server: TestServer) -> AsyncIterator[ClientSession]:
     async with browser(server) as session:
         await sign_in(session, "admin", ADMIN_PASSWORD)
         yield session
-
-
-def csrf_of(html: str) -> str:
-    found = _CSRF.search(html)
-    assert found is not None, "the page has no form token"
-    return found[1]
 
 
 async def sign_in(client: ClientSession, username: str, password: str) -> str:
