@@ -34,7 +34,6 @@ __all__ = [
     "fresh_read_scope",
     "may_push",
     "read_scope",
-    "readable_namespaces",
     "require_admin",
     "require_user",
 ]
@@ -86,11 +85,6 @@ async def require_admin(request: web.Request) -> Principal:
     if not principal.admin:
         raise Forbidden("forbidden", "this needs an administrator")
     return principal
-
-
-async def readable_namespaces(request: web.Request, principal: Principal) -> set[str] | None:
-    """The namespaces whose repositories ``principal`` may pull; None means all of them."""
-    return await request.app[AUTHORITY].readable_namespaces(principal)
 
 
 async def read_scope(request: web.Request) -> ReadScope:
