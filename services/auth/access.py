@@ -5,7 +5,8 @@
 may see (what they may pull) and whose details they manage; every read path asks it, and
 answers 404 for whatever is out of scope, exactly as for what does not exist.
 ``fresh_read_scope`` asks again with the request's credential checked anew, for responses that
-outlive a request (event streams); ``may_push`` whether they may change a repository.
+outlive a request (event streams); ``may_push`` whether they may change a repository;
+``client_address`` the address their failed sign-ins and token requests are counted by.
 ``CATALOG`` is what auth needs of ingest's catalog, put here by ingest's store context
 (services/server.py opens it wherever auth serves its API).
 """
