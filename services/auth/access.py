@@ -5,7 +5,8 @@
 may see (what they may pull) and whose details they manage; every read path asks it, and
 answers 404 for whatever is out of scope, exactly as for what does not exist.
 ``fresh_read_scope`` asks again with the request's credential checked anew, for responses that
-outlive a request (event streams); ``may_push`` whether they may change a repository.
+outlive a request (event streams); ``may_push`` whether they may change a repository;
+``client_address`` the address their failed sign-ins and token requests are counted by.
 ``CATALOG`` is what auth needs of ingest's catalog, put here by ingest's store context
 (services/server.py opens it wherever auth serves its API).
 """
@@ -34,7 +35,6 @@ __all__ = [
     "fresh_read_scope",
     "may_push",
     "read_scope",
-    "readable_namespaces",
     "require_admin",
     "require_user",
 ]
@@ -86,11 +86,6 @@ async def require_admin(request: web.Request) -> Principal:
     if not principal.admin:
         raise Forbidden("forbidden", "this needs an administrator")
     return principal
-
-
-async def readable_namespaces(request: web.Request, principal: Principal) -> set[str] | None:
-    """The namespaces whose repositories ``principal`` may pull; None means all of them."""
-    return await request.app[AUTHORITY].readable_namespaces(principal)
 
 
 async def read_scope(request: web.Request) -> ReadScope:

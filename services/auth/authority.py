@@ -175,11 +175,6 @@ class TokenAuthority:
                             if manages(principal, _access(namespace, role)))
         return ReadScope(readable, managed & readable)
 
-    async def readable_namespaces(self, principal: Principal) -> set[str] | None:
-        """The namespaces whose repositories ``principal`` may pull; None means all of them."""
-        readable = (await self.read_scope(principal)).readable
-        return None if readable is None else set(readable)
-
     async def issue(self, principal: Principal, scopes: Sequence[Scope]) -> IssuedToken:
         return self.sign(principal, await self.grants(principal, scopes))
 

@@ -11,9 +11,16 @@ email and admin flag taken from the directory, and its team memberships synced f
 - Every change is published through the identity audit log (``team.add_member`` …,
   actor ``ldap`` or ``oidc:<provider>``), so it lands in the activity log.
 
+An account is linked to what its source says identifies the person, not to a user name: an
+LDAP entry's ``[ldap] id_attributes`` value (its DN where it has none), the provider's OIDC
+``sub``, the GitHub user id. A pre-created account is claimed by name only where the directory
+assigns names (LDAP), else by the verified email the admin gave it (``may_claim``).
+
 A user disabled in Dockyard stays disabled whatever the directory says. A user the directory
-no longer knows is *suspended*: disabled (so their app tokens stop working, and their refresh
-tokens are revoked), marked so, and enabled again only if the directory knows them again.
+no longer knows (another entry under their uid, a GitHub user no longer allowed, a provider's
+user without a sign-in for ``inactive_days``) is *suspended*: disabled (so their app tokens
+stop working, and their sessions and refresh tokens end with the credential epoch), marked so,
+and enabled again only if the directory knows them again.
 
 ``LdapLogins`` is what the Authenticator asks about a password of an account without a local
 password; it runs the sync at every verified sign-in and ``sync_all`` runs it periodically.

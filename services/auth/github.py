@@ -3,10 +3,10 @@
 The browser goes to ``authorize_url`` with ``state`` and a PKCE challenge and comes back with a
 code, which is exchanged at ``token_url`` for an access token; the account is then read from
 the REST API (``GET /user``, ``/user/orgs``, ``/user/teams``, ``/user/emails``; scopes
-``read:org user:email``). Groups are
-the organisations (``acme``) and teams (``acme/web``) the user belongs to, mapped to Dockyard
-teams like LDAP groups; ``organizations`` / ``github_teams`` / ``github_users`` say who may
-sign in at all (one of them is required: GitHub admits anyone).
+``read:org user:email``). Groups are the organisations (``acme``) and teams (``acme/web``) the
+user belongs to, mapped to Dockyard teams like LDAP groups; ``organizations`` /
+``github_teams`` / ``github_users`` say who may sign in at all (one of them is required:
+GitHub admits anyone).
 GitHub logins are case-insensitive, so the account name is the login lower-cased; the account
 is linked by GitHub's numeric user id, which survives a rename.
 """

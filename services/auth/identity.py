@@ -472,6 +472,7 @@ class IdentityService:
             if not self._permissions.create_namespace:
                 raise Forbidden("forbidden", "only admins create namespaces here")
             await self._require_team_manager(actor, team)
+
     async def _visible_user(self, actor: Principal, name: str) -> User:
         """The account ``name`` if ``actor`` may see it (their own, a teammate's; any for
         admins), else not found as if it did not exist."""

@@ -101,14 +101,15 @@ async def get_token(request: web.Request) -> web.Response:
         query = request.query
         _check_service(request, query.get("service"))
         credentials = parse_basic(request.headers.get("Authorization"))
-        await request.app[RATE_LIMITS].check_address(client_address(request))
+        address = client_address(request)
+        await request.app[RATE_LIMITS].check_address(address)
         scopes = _scopes(query.getall("scope", []))
         if credentials is None:
             if request.headers.get("Authorization"):
                 raise Unauthorized("unauthorized", "the token endpoint takes HTTP Basic only")
             principal = ANONYMOUS
         else:
-            principal = await _authenticate(request, *credentials)
+            principal = await _authenticate(request, *credentials, address=address)
         issued = await _issue(request, principal, scopes)
         body = _token_body(issued)
         if query.get("offline_token") == "true" and principal.kind != "anonymous":
@@ -133,12 +134,13 @@ async def post_token(request: web.Request) -> web.Response:
         if not client_id:
             raise Invalid("invalid_request", "client_id is required (OAuth2 token request)")
         grant_type = fields.get("grant_type")
-        await request.app[RATE_LIMITS].check_address(client_address(request))
+        address = client_address(request)
+        await request.app[RATE_LIMITS].check_address(address)
         scopes = _scopes([fields.get("scope", "")])
         refresh_token = None
         if grant_type == "password":
             principal = await _authenticate(request, fields.get("username", ""),
-                                            fields.get("password", ""))
+                                            fields.get("password", ""), address=address)
             if fields.get("access_type") == "offline":
                 refresh_token = await request.app[REFRESH_TOKENS].issue(principal, client_id)
         elif grant_type == "refresh_token":
@@ -163,10 +165,11 @@ async def post_token(request: web.Request) -> web.Response:
         return _error(exc, oauth=True)
 
 
-async def _authenticate(request: web.Request, username: str, secret: str) -> Principal:
-    """The account these credentials prove, charged to its rate limit once proven."""
-    principal = await request.app[AUTHENTICATOR].authenticate(
-        username, secret, source=client_address(request))
+async def _authenticate(request: web.Request, username: str, secret: str, *, address: str
+                        ) -> Principal:
+    """The account these credentials prove (sent from the client ``address``), charged to its
+    rate limit once proven."""
+    principal = await request.app[AUTHENTICATOR].authenticate(username, secret, source=address)
     await request.app[RATE_LIMITS].check_account(principal.name or "")
     return principal
 

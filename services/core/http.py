@@ -4,6 +4,7 @@ Errors are ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx statu
 raise ``ApiError`` and ``error_middleware`` renders it (and any unexpected exception as a 500
 without internals). Lists are ``{"items": [...], "next": cursor}`` with opaque cursors. CSV
 exports go through ``csv_response``, whose cells a spreadsheet will not run as formulas.
+``client_address`` is the client behind trusted proxies (``X-Forwarded-For``).
 """
 
 from __future__ import annotations

@@ -69,13 +69,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     try:
         # The token endpoint's per-address limit, and the lockout (per address and per
         # account): guessing passwords here is no cheaper than through docker login.
+        address = client_address(request)
         limits = request.app.get(RATE_LIMITS)
         if limits is not None:
-            await limits.check_address(client_address(request))
+            await limits.check_address(address)
         if not username or not password:
             problem = Unauthorized("unauthorized", "Enter your username and password.")
         elif (await request.app[AUTHENTICATOR].authenticate(
-                username, password, source=client_address(request))).credential != "password":
+                username, password, source=address)).credential != "password":
             # Application tokens are for docker and the API, not for the browser.
             problem = Unauthorized("unauthorized", "Wrong username or password.")
     except TooManyRequests as exc:

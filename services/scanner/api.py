@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.auth.access import caller, may_push, readable_namespaces, require_user
+from services.auth.access import may_push, read_scope, require_user
 from services.core.errors import Forbidden
 from services.core.http import (
     ApiError,
@@ -249,8 +249,7 @@ def scan_json(record: ScanRecord, platform: str | None) -> dict[str, Any]:
 
 
 async def _visible_namespaces(request: web.Request) -> frozenset[str] | None:
-    readable = await readable_namespaces(request, await caller(request))
-    return None if readable is None else frozenset(readable)
+    return (await read_scope(request)).readable
 
 
 async def _visible_tag(request: web.Request, source: Any) -> tuple[str, str]:

@@ -1,10 +1,11 @@
 """Reading image layers as a stream: decompress, walk the tar, keep what detectors ask for.
 
-A layer (image-spec layer.md) is a tar archive, uncompressed, gzip or zstd. It is read
-straight from the registry's response: the bytes pass through a thread that decompresses and
-walks the tar headers (tarfile's stream mode ``r|``, which never seeks), keeping only regular
-files whose path a detector wants, up to that detector's size cap. Nothing is written to disk
-and at most one chunk queue plus the kept files are held in memory, whatever the layer's size.
+A layer (image-spec layer.md) is a tar archive, uncompressed, gzip or zstd. It is read as it
+arrives, in the scan's child process (services/scanner/sandbox.py streams it there from the
+registry's response): the bytes pass through a thread that decompresses and walks the tar
+headers (tarfile's stream mode ``r|``, which never seeks), keeping only regular files whose
+path a detector wants, up to that detector's size cap. Nothing is written to disk and at most
+one chunk queue plus the kept files are held in memory, whatever the layer's size.
 
 Whiteouts (image-spec layer.md "Whiteouts"): ``dir/.wh.name`` deletes ``dir/name`` and all
 below it from the layers underneath; ``dir/.wh..wh..opq`` hides everything the lower layers had
