@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY
+from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY, client_address
 from services.auth.scopes import parse_scopes
 from services.auth.sessions import SignedIn, stash, take_stashed
 from services.core.errors import Forbidden, Invalid, NotFound, Unauthorized
@@ -209,15 +209,15 @@ async def _reauthenticated(request: web.Request, viewer: SignedIn, current_passw
                            ) -> bool:
     """Whether the viewer signed in a short while ago (``[portal] reauthenticate_seconds``),
     or typed their current password, which is checked as a sign-in is (failures count
-    towards the lockout)."""
+    towards the lockout, and towards the client address's failure budget)."""
     window = timedelta(seconds=request.app[CONFIG].portal.reauthenticate_seconds)
     if viewer.signed_in_within(window):
         return True
     if not current_password:
         return False
     try:
-        proven = await request.app[AUTHENTICATOR].authenticate(viewer.user.name,
-                                                               current_password)
+        proven = await request.app[AUTHENTICATOR].authenticate(
+            viewer.user.name, current_password, source=client_address(request))
     except Unauthorized:
         raise Forbidden("wrong_password", "Your current password is not that; nothing was"
                         " changed.") from None

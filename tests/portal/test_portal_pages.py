@@ -218,6 +218,28 @@ async def test_a_new_password_needs_the_current_one_once_the_sign_in_is_not_rece
         await server.close()
 
 
+async def test_wrong_current_passwords_spend_the_addresss_failure_budget(
+        tmp_path: Path) -> None:
+    """A signed-in session guessing its account's password is throttled like a sign-in."""
+    config = await asyncio.to_thread(
+        initialised, tmp_path / "data", f"http://127.0.0.1:{free_port()}",
+        sync_interval_seconds="0", portal_reauthenticate_seconds="0",
+        auth_max_failed_logins_per_address="2")
+    server = TestServer(build_app(config))
+    await server.start_server()
+    try:
+        await make_user(server.app, "alice")
+        async with browser(server) as alice:
+            await sign_in(alice, "alice", PASSWORD)
+            new = {"password": "a-new-password-1", "password_again": "a-new-password-1"}
+            statuses = [(await form_post(alice, "/profile", "/profile",
+                                         {**new, "current_password": f"guess-{i}"}))[0]
+                        for i in range(3)]
+            assert statuses == [403, 403, 429]
+    finally:
+        await server.close()
+
+
 async def test_a_recent_sign_in_changes_the_password_without_the_current_one(
         anonymous: ClientSession, app: web.Application) -> None:
     await make_user(app, "alice")
