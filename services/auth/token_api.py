@@ -75,7 +75,9 @@ class RateLimits:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        hits = self._hits.setdefault(key, deque())
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = deque()
         while hits and hits[0] <= now - self.WINDOW:
             hits.popleft()
         if len(hits) >= limit:
@@ -97,23 +99,24 @@ REFRESH_TOKENS = web.AppKey("auth.refresh_tokens", RefreshTokens)
 
 @routes.get("/v2/token")
 async def get_token(request: web.Request) -> web.Response:
+    app = request.app  # a property chain: looked up once (the hottest path there is)
     try:
         query = request.query
-        _check_service(request, query.get("service"))
+        _check_service(app, query.get("service"))
         credentials = parse_basic(request.headers.get("Authorization"))
         address = client_address(request)
-        await request.app[RATE_LIMITS].check_address(address)
+        await app[RATE_LIMITS].check_address(address)
         scopes = _scopes(query.getall("scope", []))
         if credentials is None:
             if request.headers.get("Authorization"):
                 raise Unauthorized("unauthorized", "the token endpoint takes HTTP Basic only")
             principal = ANONYMOUS
         else:
-            principal = await _authenticate(request, *credentials, address=address)
-        issued = await _issue(request, principal, scopes)
+            principal = await _authenticate(app, *credentials, address=address)
+        issued = await _issue(app, principal, scopes)
         body = _token_body(issued)
         if query.get("offline_token") == "true" and principal.kind != "anonymous":
-            body["refresh_token"] = await request.app[REFRESH_TOKENS].issue(
+            body["refresh_token"] = await app[REFRESH_TOKENS].issue(
                 principal, query.get("client_id", ""))
         return _json(body)
     except DyError as exc:
@@ -129,28 +132,29 @@ async def post_token(request: web.Request) -> web.Response:
             raise Invalid("invalid_request",
                           "send the form as application/x-www-form-urlencoded") from None
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        _check_service(request, fields.get("service"))
+        app = request.app
+        _check_service(app, fields.get("service"))
         client_id = fields.get("client_id", "")
         if not client_id:
             raise Invalid("invalid_request", "client_id is required (OAuth2 token request)")
         grant_type = fields.get("grant_type")
         address = client_address(request)
-        await request.app[RATE_LIMITS].check_address(address)
+        await app[RATE_LIMITS].check_address(address)
         scopes = _scopes([fields.get("scope", "")])
         refresh_token = None
         if grant_type == "password":
-            principal = await _authenticate(request, fields.get("username", ""),
+            principal = await _authenticate(app, fields.get("username", ""),
                                             fields.get("password", ""), address=address)
             if fields.get("access_type") == "offline":
-                refresh_token = await request.app[REFRESH_TOKENS].issue(principal, client_id)
+                refresh_token = await app[REFRESH_TOKENS].issue(principal, client_id)
         elif grant_type == "refresh_token":
             # The response carries the token that replaces the one presented.
-            principal, refresh_token = await request.app[REFRESH_TOKENS].redeem(
+            principal, refresh_token = await app[REFRESH_TOKENS].redeem(
                 fields.get("refresh_token", ""), client_id)
-            await request.app[RATE_LIMITS].check_account(principal.name or "")
+            await app[RATE_LIMITS].check_account(principal.name or "")
         else:
             raise Invalid("unsupported_grant_type", "grant_type must be password or refresh_token")
-        issued = await _issue(request, principal, scopes)
+        issued = await _issue(app, principal, scopes)
         granted = " ".join(_scope_string(g) for g in issued[1])
         body: dict[str, Any] = {
             "access_token": issued[0].token,
@@ -165,19 +169,19 @@ async def post_token(request: web.Request) -> web.Response:
         return _error(exc, oauth=True)
 
 
-async def _authenticate(request: web.Request, username: str, secret: str, *, address: str
+async def _authenticate(app: web.Application, username: str, secret: str, *, address: str
                         ) -> Principal:
     """The account these credentials prove (sent from the client ``address``), charged to its
     rate limit once proven."""
-    principal = await request.app[AUTHENTICATOR].authenticate(username, secret, source=address)
-    await request.app[RATE_LIMITS].check_account(principal.name or "")
+    principal = await app[AUTHENTICATOR].authenticate(username, secret, source=address)
+    await app[RATE_LIMITS].check_account(principal.name or "")
     return principal
 
 
 async def _issue(
-    request: web.Request, principal: Principal, scopes: list[Any]
+    app: web.Application, principal: Principal, scopes: list[Any]
 ) -> tuple[IssuedToken, list[Grant]]:
-    authority = request.app[AUTHORITY]
+    authority = app[AUTHORITY]
     grants = await authority.authorize(principal, scopes)
     issued = authority.sign(principal, grants)
     # One line per token is an access log (docker asks for a token per repository it touches):
@@ -205,8 +209,8 @@ def _json(body: dict[str, Any]) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-def _check_service(request: web.Request, service: str | None) -> None:
-    expected = request.app[CONFIG].auth.service
+def _check_service(app: web.Application, service: str | None) -> None:
+    expected = app[CONFIG].auth.service
     if service is not None and service != expected:
         raise Invalid("invalid_request",
                       f"this token endpoint serves {expected!r}, not {service!r}")
