@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from services.auth.policy import Role, Visibility
+from services.auth.policy import Credential, Principal, Role, Visibility
 
 __all__ = [
     "AccountKind",
@@ -50,6 +50,12 @@ class User:
     @property
     def login_state(self) -> LoginState:
         return LoginState(self.failed_logins, self.locked_until)
+
+    def principal(self, credential: Credential, credential_id: str | None = None) -> Principal:
+        """This account as the caller, proven by ``credential`` (``credential_id``: which
+        application token)."""
+        return Principal(self.name, self.kind, admin=self.admin, enabled=self.enabled,
+                         credential=credential, credential_id=credential_id)
 
 
 @dataclass(frozen=True, slots=True)

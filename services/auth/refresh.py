@@ -115,9 +115,7 @@ class RefreshTokens:
         if not await self._store.rotate_refresh_token(digest, successor,
                                                       secret_hash(successor_secret), now):
             await self._reused(token)  # its successor was used meanwhile
-        principal = Principal(user.name, user.kind, admin=user.admin, enabled=user.enabled,
-                              credential="refresh_token")
-        return principal, successor_secret
+        return user.principal("refresh_token"), successor_secret
 
     async def _reused(self, token: RefreshToken) -> NoReturn:
         revoked = await self._store.revoke_refresh_family(token.family)

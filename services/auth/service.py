@@ -35,7 +35,7 @@ from services.auth.cache import ReadCache
 from services.auth.lockout import AddressThrottle, LockoutPolicy, StrangerStates
 from services.auth.models import LoginState, User
 from services.auth.passwords import verify_password
-from services.auth.policy import Credential, Principal
+from services.auth.policy import Principal
 from services.auth.ports import AuthStore
 from services.core.errors import Unauthorized
 
@@ -181,7 +181,7 @@ class Authenticator:
                 self._touched.clear()
             self._touched[app_token.id] = now
             await self._store.touch_app_token(app_token.id, now)
-        return _principal(user, "app_token", app_token.id)
+        return user.principal("app_token", app_token.id)
 
     async def _user(self, name: str) -> tuple[User, str | None] | None:
         return await self._cache.get(("user", name), lambda: self._store.get_user(name))
@@ -203,7 +203,7 @@ class Authenticator:
                 or not hmac.compare_digest(cached[0], fingerprint):
             user = await self._single_flight(fingerprint, lambda: self._check(
                 _Attempt(username, password, source, fingerprint), user, password_hash))
-        return _principal(user, "password")
+        return user.principal("password")
 
     async def _single_flight(self, fingerprint: bytes, check: Callable[[], Awaitable[User]]
                              ) -> User:
@@ -362,8 +362,3 @@ def _locked(until: datetime | None) -> Unauthorized:
     return Unauthorized("account_locked", f"too many failed logins; try again after"
                         f" {until:%H:%M:%S} UTC", {**_CHALLENGE, "Retry-After": str(seconds)})
 
-
-def _principal(user: User, credential: Credential, credential_id: str | None = None
-               ) -> Principal:
-    return Principal(user.name, user.kind, admin=user.admin, enabled=user.enabled,
-                     credential=credential, credential_id=credential_id)

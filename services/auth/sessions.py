@@ -151,8 +151,7 @@ class SignedIn:
 
     @property
     def principal(self) -> Principal:
-        return Principal(self.user.name, self.user.kind, admin=self.user.admin,
-                         enabled=self.user.enabled, credential="session")
+        return self.user.principal("session")
 
     def signed_in_within(self, window: timedelta) -> bool:
         """Whether the person signed in that recently (a proof of presence, like sudo's)."""
