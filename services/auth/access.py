@@ -5,13 +5,15 @@
 may see (what they may pull) and whose details they manage; every read path asks it, and
 answers 404 for whatever is out of scope, exactly as for what does not exist.
 ``fresh_read_scope`` asks again with the request's credential checked anew, for responses that
-outlive a request (event streams); ``may_push`` whether they may change a repository;
-``client_address`` the address their failed sign-ins and token requests are counted by.
+outlive a request (event streams); ``may`` whether they may push to or delete from a
+repository; ``client_address`` the address their failed sign-ins and token requests are counted by.
 ``CATALOG`` is what auth needs of ingest's catalog, put here by ingest's store context
 (services/server.py opens it wherever auth serves its API).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from aiohttp import web
 
@@ -33,7 +35,7 @@ __all__ = [
     "caller",
     "client_address",
     "fresh_read_scope",
-    "may_push",
+    "may",
     "read_scope",
     "require_admin",
     "require_user",
@@ -107,8 +109,10 @@ async def fresh_read_scope(request: web.Request) -> ReadScope | None:
     return await request.app[AUTHORITY].read_scope(found or ANONYMOUS)
 
 
-async def may_push(request: web.Request, principal: Principal, repository: str) -> bool:
-    """Whether the registry would let ``principal`` push to ``repository``."""
+async def may(request: web.Request, principal: Principal, repository: str,
+              action: Literal["push", "delete"]) -> bool:
+    """Whether the registry would let ``principal`` push to (or delete from) ``repository``:
+    what the token endpoint would grant, for the pages and APIs that act on a repository."""
     grants = await request.app[AUTHORITY].grants(
-        principal, [Scope("repository", repository, frozenset({"push"}))])
-    return any("push" in grant.actions for grant in grants)
+        principal, [Scope("repository", repository, frozenset({action}))])
+    return any(action in grant.actions for grant in grants)

@@ -8,7 +8,6 @@ from aiohttp import web
 from services.auth.access import AUTHORITY, IDENTITY
 from services.auth.models import Namespace
 from services.auth.policy import Principal, ReadScope, Role
-from services.auth.scopes import Scope
 from services.auth.sessions import COOKIE, SESSIONS, SignedIn, current
 from services.core.errors import NotFound
 from services.core.reference import namespace_of
@@ -19,7 +18,6 @@ __all__ = [
     "Looker",
     "fresh_scope",
     "looker",
-    "may_delete",
     "namespace_record",
     "require_readable",
 ]
@@ -72,11 +70,3 @@ async def namespace_record(
         raise NotFound("namespace_not_found", f"There is no namespace named {name!r}.")
     return records[0]
 
-
-async def may_delete(request: web.Request, principal: Principal, repository: str) -> bool:
-    """Whether the registry would let ``principal`` delete from ``repository``."""
-    if principal.name is None:
-        return False
-    grants = await request.app[AUTHORITY].grants(
-        principal, [Scope("repository", repository, frozenset({"delete"}))])
-    return any("delete" in grant.actions for grant in grants)

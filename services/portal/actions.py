@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY, client_address
+from services.auth.access import AUTHENTICATOR, AUTHORITY, IDENTITY, client_address, may
 from services.auth.scopes import parse_scopes
 from services.auth.sessions import SignedIn, stash, take_stashed
 from services.core.errors import Forbidden, Invalid, NotFound, Unauthorized
@@ -24,7 +24,7 @@ from services.core.registry import ManifestNotFound, RegistryClient, RegistryErr
 from services.core.web import CONFIG
 from services.ingest.api import CATALOG_STORE
 from services.portal import display
-from services.portal.access import looker, may_delete, require_readable
+from services.portal.access import looker, require_readable
 from services.portal.render import form_fields, redirect, render, require_viewer
 from services.search.api import SEARCH_INDEX
 
@@ -268,7 +268,7 @@ async def delete_tag(request: web.Request) -> web.StreamResponse:
             digest):
         raise Invalid("invalid_request", "This delete form is incomplete; open the tag again.")
     require_readable(who, repository)
-    if not await may_delete(request, viewer.principal, repository):
+    if not await may(request, viewer.principal, repository, "delete"):
         raise Forbidden("forbidden", f"You may not delete from {repository}: only its"
                         " namespace's owners (and admins) may.")
     current = await request.app[CATALOG_STORE].tag_digests(repository)

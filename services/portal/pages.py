@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.auth.access import IDENTITY
+from services.auth.access import IDENTITY, may
 from services.auth.sessions import current
 from services.core.errors import Invalid, NotFound
 from services.core.reference import is_valid_repository, is_valid_tag, namespace_of
@@ -35,7 +35,6 @@ from services.portal.access import (
     Looker,
     fresh_scope,
     looker,
-    may_delete,
     namespace_record,
     require_readable,
 )
@@ -169,7 +168,7 @@ async def confirm_delete(request: web.Request) -> web.Response:
     return await render(request, "delete_tag.html", {
         "repository": repository, "tag": row,
         "sharing": display.tags_sharing(digests, tag),
-        "allowed": await may_delete(request, viewer.principal, repository),
+        "allowed": await may(request, viewer.principal, repository, "delete"),
     }, viewer=viewer)
 
 
@@ -224,7 +223,7 @@ async def repository_page(request: web.Request) -> web.Response:
     after = request.query.get("after") or None
     tags = await catalog.tags(repository, after=after, limit=TAG_PAGE + 1)
     host = display.registry_host(request.app[CONFIG].registry.url)
-    deletable = who.viewer is not None and await may_delete(request, who.principal, repository)
+    deletable = who.viewer is not None and await may(request, who.principal, repository, "delete")
     index = request.app.get(SEARCH_INDEX)
     starred = None
     if index is not None and who.viewer is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.auth.access import may_push, read_scope, require_user
+from services.auth.access import may, read_scope, require_user
 from services.core.errors import Forbidden
 from services.core.http import (
     ApiError,
@@ -84,7 +84,7 @@ async def rescan(request: web.Request) -> web.Response:
         raise ApiError(400, "unknown_field", f"{unknown[0][:64]!r} is not a field here; the"
                        " fields are repository, tag")
     repository, tag = await _visible_tag(request, body)
-    if not await may_push(request, principal, repository):
+    if not await may(request, principal, repository, "push"):
         raise Forbidden("forbidden", f"rescanning {repository} needs push access to it")
     await _check_rescan_rate(request, repository, tag)
     items = [scan_json(record, platform) for record, platform in
